@@ -1,0 +1,1 @@
+"""Command-line entry points: the I/O edge (nothing imports this package)."""
