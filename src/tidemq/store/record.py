@@ -29,7 +29,7 @@ offset  field              size  notes
 91+n+t  PROPERTIES         p     ``key\\x01value\\x02`` pairs, UTF-8
 ======  =================  ====  ==================================================
 
-Total size = 92 + n + t + p. This module imports nothing from tidemq.
+Total size = 91 + n + t + p. This module imports nothing from tidemq.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ BLANK_MAGIC: Final = -875286124  # 0xCBD43194: end-of-segment filler, TOTALSIZE 
 HEAD: Final = struct.Struct(">iiiiiqqiq4siq4siiqi")
 """The fixed 88-byte prefix, TOTALSIZE through BODYLENGTH."""
 HEAD_SIZE: Final = HEAD.size
-MIN_RECORD_SIZE: Final = 92
+MIN_RECORD_SIZE: Final = 91
+"""88-byte head + topic length (1) + properties length (2). The spec says 92; captured records say 91."""
 TOTAL_AND_MAGIC: Final = struct.Struct(">ii")
 SIZE_FIELD: Final = struct.Struct(">i")
 TOPIC_LENGTH: Final = struct.Struct(">B")

@@ -1,0 +1,760 @@
+"""MessageStore: the commit log, its consume queues and index, behind one synchronous API.
+
+Appends are serialised by ``_lock`` (one writer at a time, as RocketMQ's putMessageLock); each append packs
+its records into one buffer with ``struct.pack_into``, writes it with one ``pwrite``, then dispatches the
+consume-queue entries and index keys before returning, so a record is readable the moment its put returns.
+Reads take no lock: they ``pread`` below the published queue ends.
+
+Threads: callers (any thread) append and read; the ``tidemq-flush`` thread (flush.py) fsyncs and writes the
+checkpoint; the ``tidemq-clean`` thread deletes expired segments (retention.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from tidemq.errors import StoreFullError
+from tidemq.store import record as rec
+from tidemq.store.checkpoint import ABORT_FILE, Checkpoint, ensure_store_marker
+from tidemq.store.config import FlushDiskType, StoreConfig
+from tidemq.store.consume_queue import ENTRY, ENTRY_SIZE, ConsumeQueue
+from tidemq.store.flush import FlushCallback, FlushService
+from tidemq.store.index import IndexService
+from tidemq.store.results import GetResult, GetStatus, PutResult, PutStatus
+from tidemq.store.segment_file import SegmentFile, SegmentQueue
+
+log = logging.getLogger(__name__)
+
+BLANK_MIN: Final = 8
+"""A segment always keeps 8 bytes for the end-of-file blank record (RocketMQ END_FILE_MIN_BLANK_LENGTH)."""
+MAX_SCAN_ENTRIES: Final = 16_000
+"""Consume-queue entries a filtered pull may scan before answering (RocketMQ maxFilterMessageCount)."""
+DEFAULT_MAX_PULL_BYTES: Final = 256 * 1024 * 1024
+
+MessageEntry = tuple[bytes, str, int]
+"""One message of a put: (body as stored, properties string, user flag)."""
+ArrivalListener = Callable[[str, int, int], None]
+"""Called after dispatch with (topic, queue_id, new max offset), on the appending thread."""
+RecordFilter = Callable[[memoryview], bool]
+
+_MASK31: Final = 0x7FFFFFFF
+_HEAD_PACK = rec.HEAD.pack_into
+_ENTRY_PACK = ENTRY.pack_into
+_CRC = zlib.crc32
+_BORN_ADDRESSES: dict[str, bytes] = {}
+
+
+class MessageStore:
+    """A RocketMQ-style message store in one directory. Use ``with MessageStore(cfg) as store:``."""
+
+    def __init__(self, config: StoreConfig, *, clock_ms: Callable[[], int] | None = None) -> None:
+        self.config = config
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._lock = threading.Lock()
+        self.commit_log = SegmentQueue(config.commit_log_dir, config.mapped_file_size_commit_log)
+        self.write_offset = 0
+        self._queues: dict[tuple[str, int], ConsumeQueue] = {}
+        self._queues_by_topic: dict[str, dict[int, ConsumeQueue]] = {}
+        self.index = IndexService(
+            config.index_dir, max_hash_slots=config.max_hash_slot_num, max_entries=config.max_index_num
+        )
+        self._flusher: FlushService | None = None
+        self._cleaner: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._tag_codes: dict[str, int] = {}
+        self._graveyard: list[SegmentFile] = []
+        self._graveyard_previous: list[SegmentFile] = []
+        self.arrival_listeners: list[ArrivalListener] = []
+        self.is_open = False
+        self.is_writable = True
+        self.not_writable_reason = ""
+        self.recovery_report: dict[str, int | bool] = {}
+        store_ip, store_port = config.store_host
+        self._store_ip = rec.ipv4_bytes(store_ip)
+        self._store_port = store_port
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def open(self) -> MessageStore:
+        """Check the directory's format, recover, and start the flusher and cleaner threads."""
+        if self.is_open:
+            raise RuntimeError("the store is already open")
+        from tidemq.store.recovery import recover  # recovery uses this class's parts; import late
+
+        root = self.config.store_path_root_dir
+        ensure_store_marker(root)
+        self.commit_log.load()
+        self._load_consume_queues()
+        self.index.open()
+        self.recovery_report = recover(self)
+        (root / ABORT_FILE).touch()
+        self._flusher = FlushService(
+            self._sync_commit_log, self._checkpoint, self.config.flush_interval_commit_log_ms / 1000
+        )
+        self._flusher.start(self.write_offset)
+        from tidemq.store.retention import run_cleaner
+
+        self._cleaner = threading.Thread(target=run_cleaner, args=(self,), name="tidemq-clean", daemon=True)
+        self._cleaner.start()
+        self.is_open = True
+        return self
+
+    def close(self) -> None:
+        """Flush everything, write a clean checkpoint, remove the abort marker."""
+        if not self.is_open:
+            return
+        self.is_open = False
+        self._closing.set()
+        if self._flusher is not None:
+            self._flusher.stop()
+        if self._cleaner is not None:
+            self._cleaner.join()
+        with self._lock:
+            self._sync_commit_log()
+            for queue in self._queues.values():
+                queue.sync()
+            self.index.flush()
+            Checkpoint(self.write_offset, self.write_offset, True, self._clock_ms()).save(
+                self.config.store_path_root_dir
+            )
+            (self.config.store_path_root_dir / ABORT_FILE).unlink(missing_ok=True)
+            self.commit_log.close()
+            for queue in self._queues.values():
+                queue.close()
+            self.index.close()
+            for segment in self._graveyard + self._graveyard_previous:
+                segment.close()
+
+    def abandon(self) -> None:
+        """Stop as a crash would: no final flush, no clean checkpoint, the abort marker left behind.
+
+        For fault drills and tests of recovery; data already written stays in the page cache, as after kill -9.
+        """
+        if not self.is_open:
+            return
+        self.is_open = False
+        self._closing.set()
+        if self._flusher is not None:
+            self._flusher.stop(final_flush=False)
+        if self._cleaner is not None:
+            self._cleaner.join()
+        with self._lock:
+            self.commit_log.close()
+            for queue in self._queues.values():
+                queue.close()
+            self.index.close()
+
+    def __enter__(self) -> MessageStore:
+        return self if self.is_open else self.open()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _load_consume_queues(self) -> None:
+        base = self.config.consume_queue_dir
+        base.mkdir(parents=True, exist_ok=True)
+        for topic_dir in sorted(base.iterdir()):
+            if not topic_dir.is_dir():
+                continue
+            for queue_dir in sorted(topic_dir.iterdir()):
+                if queue_dir.is_dir() and queue_dir.name.isdigit():
+                    queue = self._queue(topic_dir.name, int(queue_dir.name))
+                    queue.load()
+
+    def _queue(self, topic: str, queue_id: int) -> ConsumeQueue:
+        key = (topic, queue_id)
+        queue = self._queues.get(key)
+        if queue is None:
+            directory = self.config.consume_queue_dir / topic / str(queue_id)
+            queue = ConsumeQueue(topic, queue_id, directory, self.config.mapped_file_size_consume_queue)
+            self._queues[key] = queue
+            self._queues_by_topic.setdefault(topic, {})[queue_id] = queue
+        return queue
+
+    # -- appends ---------------------------------------------------------------------------------------
+
+    def put_message(
+        self,
+        topic: str,
+        queue_id: int,
+        body: bytes,
+        properties: str = "",
+        *,
+        flag: int = 0,
+        sys_flag: int = 0,
+        born_timestamp: int = 0,
+        born_host: tuple[str, int] = ("127.0.0.1", 0),
+        reconsume_times: int = 0,
+        prepared_transaction_offset: int = 0,
+        wait_store: bool = True,
+    ) -> PutResult:
+        """Store one message; see :meth:`put_messages`."""
+        return self.put_messages(
+            topic,
+            queue_id,
+            ((body, properties, flag),),
+            sys_flag=sys_flag,
+            born_timestamp=born_timestamp,
+            born_host=born_host,
+            reconsume_times=reconsume_times,
+            prepared_transaction_offset=prepared_transaction_offset,
+            wait_store=wait_store,
+        )
+
+    def put_messages(
+        self,
+        topic: str,
+        queue_id: int,
+        messages: Sequence[MessageEntry],
+        *,
+        sys_flag: int = 0,
+        born_timestamp: int = 0,
+        born_host: tuple[str, int] = ("127.0.0.1", 0),
+        reconsume_times: int = 0,
+        prepared_transaction_offset: int = 0,
+        wait_store: bool = True,
+        tag_code_override: int | None = None,
+    ) -> PutResult:
+        """Append messages of one queue as consecutive records, in one write.
+
+        Under SYNC_FLUSH with ``wait_store`` the call returns once the records are fsynced (or with
+        FLUSH_DISK_TIMEOUT); use :meth:`append_messages` plus :meth:`when_durable` to wait without a thread.
+        """
+        result = self.append_messages(
+            topic,
+            queue_id,
+            messages,
+            sys_flag=sys_flag,
+            born_timestamp=born_timestamp,
+            born_host=born_host,
+            reconsume_times=reconsume_times,
+            prepared_transaction_offset=prepared_transaction_offset,
+            tag_code_override=tag_code_override,
+        )
+        if (
+            wait_store
+            and result.status is PutStatus.PUT_OK
+            and self.config.flush_disk_type is FlushDiskType.SYNC_FLUSH
+            and self._flusher is not None
+            and not self._flusher.wait_durable(result.end_offset, self.config.sync_flush_timeout_ms / 1000)
+        ):
+            return _with_status(result, PutStatus.FLUSH_DISK_TIMEOUT)
+        return result
+
+    def when_durable(self, end_offset: int, callback: FlushCallback) -> None:
+        """Call ``callback(True)`` on the flusher thread once ``end_offset`` is fsynced (SYNC_FLUSH)."""
+        if self._flusher is None:
+            callback(False)
+            return
+        self._flusher.when_durable(end_offset, callback)
+
+    def append_messages(
+        self,
+        topic: str,
+        queue_id: int,
+        messages: Sequence[MessageEntry],
+        *,
+        sys_flag: int = 0,
+        born_timestamp: int = 0,
+        born_host: tuple[str, int] = ("127.0.0.1", 0),
+        reconsume_times: int = 0,
+        prepared_transaction_offset: int = 0,
+        tag_code_override: int | None = None,
+    ) -> PutResult:
+        """Append and dispatch without waiting for the disk: the records are readable when this returns."""
+        if not self.is_writable or not self.is_open:
+            reason = self.not_writable_reason or "the store is closed"
+            return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error=reason)
+        topic_bytes = topic.encode()
+        if not topic_bytes or len(topic_bytes) > rec.MAX_TOPIC_BYTES:
+            return PutResult(PutStatus.MESSAGE_ILLEGAL, error=f"topic must be 1..{rec.MAX_TOPIC_BYTES} bytes")
+        if not messages:
+            return PutResult(PutStatus.MESSAGE_ILLEGAL, error="no message to put")
+        max_body = self.config.max_message_size
+        encoded: list[tuple[bytes, bytes, int]] = []
+        total = 0
+        topic_length = len(topic_bytes)
+        for body, properties, flag in messages:
+            if len(body) > max_body:
+                return PutResult(
+                    PutStatus.MESSAGE_ILLEGAL, error=f"message body of {len(body)} bytes is over {max_body}"
+                )
+            props = properties.encode()
+            if len(props) > rec.MAX_PROPERTIES_BYTES:
+                return PutResult(
+                    PutStatus.PROPERTIES_SIZE_EXCEEDED,
+                    error=f"properties of {len(props)} bytes are over {rec.MAX_PROPERTIES_BYTES}",
+                )
+            encoded.append((body, props, flag))
+            total += 91 + len(body) + topic_length + len(props)
+        born_ip, born_port = born_host
+        born_address = _BORN_ADDRESSES.get(born_ip)
+        if born_address is None:
+            born_address = rec.ipv4_bytes(born_ip)
+            if len(_BORN_ADDRESSES) < 65536:
+                _BORN_ADDRESSES[born_ip] = born_address
+        try:
+            with self._lock:
+                if not self.is_open:
+                    return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error="the store is closed")
+                return self._append_locked(
+                    topic,
+                    topic_bytes,
+                    queue_id,
+                    encoded,
+                    total,
+                    messages,
+                    sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
+                    born_timestamp,
+                    born_address,
+                    born_port,
+                    reconsume_times,
+                    prepared_transaction_offset,
+                    tag_code_override,
+                )
+        except StoreFullError as exc:
+            self.set_not_writable(str(exc))
+            return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error=str(exc))
+        except OSError as exc:
+            log.exception("commit-log write failed; the store turns read-only")
+            self.set_not_writable(f"write failed: {exc}")
+            return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error=str(exc))
+
+    def _append_locked(
+        self,
+        topic: str,
+        topic_bytes: bytes,
+        queue_id: int,
+        encoded: list[tuple[bytes, bytes, int]],
+        total: int,
+        messages: Sequence[MessageEntry],
+        sys_flag: int,
+        born_timestamp: int,
+        born_address: bytes,
+        born_port: int,
+        reconsume_times: int,
+        prepared_transaction_offset: int,
+        tag_code_override: int | None,
+    ) -> PutResult:
+        segment_size = self.config.mapped_file_size_commit_log
+        start = self.write_offset
+        topic_tail = len(topic_bytes)
+        blanks: list[tuple[int, int]] = []
+        positions: list[int] = []
+        if start % segment_size + total + BLANK_MIN <= segment_size:
+            end = start + total  # the common case: the whole batch fits in the current segment
+            position = start
+            for body, props, _ in encoded:
+                positions.append(position)
+                position += 91 + len(body) + topic_tail + len(props)
+        else:
+            # A record never spans two segments: the rest of a segment too small for the next record
+            # (keeping 8 bytes for the blank marker) becomes the blank end-of-file record.
+            position = start
+            for body, props, _ in encoded:
+                size = 91 + len(body) + topic_tail + len(props)
+                segment_end = position - position % segment_size + segment_size
+                if position + size + BLANK_MIN > segment_end:
+                    blanks.append((position, segment_end - position))
+                    position = segment_end
+                positions.append(position)
+                position += size
+            end = position
+        buffer = bytearray(end - start)
+        for blank_at, blank_size in blanks:
+            rec.TOTAL_AND_MAGIC.pack_into(buffer, blank_at - start, blank_size, rec.BLANK_MAGIC)
+        queue = self._queue(topic, queue_id)
+        queue_offset = queue.max_offset
+        store_timestamp = self._clock_ms()
+        store_ip, store_port = self._store_ip, self._store_port
+        entries = bytearray(ENTRY_SIZE * len(encoded))
+        topic_prefix = bytes((topic_tail,)) + topic_bytes
+        index_keys: list[tuple[str, int, int]] | None = [] if self.config.message_index_enable else None
+        tag_codes = self._tag_codes
+        magic = rec.MAGIC_V1
+        for i, (body, props, flag) in enumerate(encoded):
+            physical = positions[i]
+            at = physical - start
+            body_length = len(body)
+            size = 91 + body_length + topic_tail + len(props)
+            _HEAD_PACK(
+                buffer,
+                at,
+                size,
+                magic,
+                _CRC(body) & _MASK31,
+                queue_id,
+                flag,
+                queue_offset + i,
+                physical,
+                sys_flag,
+                born_timestamp,
+                born_address,
+                born_port,
+                store_timestamp,
+                store_ip,
+                store_port,
+                reconsume_times,
+                prepared_transaction_offset,
+                body_length,
+            )
+            at += 88
+            buffer[at : at + body_length] = body
+            at += body_length
+            buffer[at : at + topic_tail + 1] = topic_prefix
+            at += topic_tail + 1
+            buffer[at : at + 2] = len(props).to_bytes(2, "big")
+            buffer[at + 2 : at + 2 + len(props)] = props
+            properties = messages[i][1]
+            tags, keys, uniq = _dispatch_properties(properties)
+            if tag_code_override is not None:
+                tag_code = tag_code_override
+            elif tags is None:
+                tag_code = 0
+            else:
+                tag_code = tag_codes.get(tags) or self._tag_code(tags)
+            _ENTRY_PACK(entries, i * ENTRY_SIZE, physical, size, tag_code)
+            if index_keys is not None:
+                if keys:
+                    for key in keys.split(" "):
+                        if key:
+                            index_keys.append((f"{topic}#{key}", physical, store_timestamp))
+                if uniq:
+                    index_keys.append((f"{topic}#{uniq}", physical, store_timestamp))
+        self._write(start, buffer)
+        self.write_offset = end
+        queue.put(queue_offset, entries)
+        if index_keys:
+            self.index.put_many(index_keys)
+        for listener in self.arrival_listeners:
+            listener(topic, queue_id, queue.max_offset)
+        return PutResult(
+            PutStatus.PUT_OK,
+            physical_offset=positions[0],
+            queue_offset=queue_offset,
+            message_count=len(encoded),
+            wrote_bytes=end - start,
+            store_timestamp=store_timestamp,
+            end_offset=end,
+            physical_offsets=positions,
+        )
+
+    def _tag_code(self, tags: str) -> int:
+        code = rec.java_string_hash(tags)
+        if len(self._tag_codes) < 100_000:  # tags are few in practice; bound the cache anyway
+            self._tag_codes[tags] = code
+        return code
+
+    def _write(self, start: int, buffer: bytearray) -> None:
+        view = memoryview(buffer)
+        position = start
+        while view:
+            segment = self.commit_log.last_or_create(position)
+            chunk = view[: segment.end - position]
+            segment.write(position - segment.start, chunk)
+            position += len(chunk)
+            view = view[len(chunk) :]
+
+    def set_not_writable(self, reason: str) -> None:
+        if self.is_writable:
+            log.error("store turns read-only: %s", reason)
+        self.is_writable = False
+        self.not_writable_reason = reason
+
+    def set_writable(self) -> None:
+        """Accept appends again (the cleaner calls this once disk usage is back under the limit)."""
+        if not self.is_writable:
+            log.warning("store writable again")
+        self.is_writable = True
+        self.not_writable_reason = ""
+
+    # -- flushing --------------------------------------------------------------------------------------
+
+    def _sync_commit_log(self) -> int:
+        target = self.write_offset
+        durable = self._flusher.durable_offset if self._flusher is not None else 0
+        for segment in list(self.commit_log.segments):
+            if segment.end > durable and segment.start < target and segment.fd >= 0:
+                segment.sync()
+        return target
+
+    def _checkpoint(self) -> None:
+        safe = self._sync_commit_log()
+        for queue in list(self._queues.values()):
+            queue.sync()
+        self.index.flush()
+        Checkpoint(safe, self.write_offset, False, self._clock_ms()).save(self.config.store_path_root_dir)
+
+    @property
+    def durable_offset(self) -> int:
+        return self._flusher.durable_offset if self._flusher is not None else 0
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    @property
+    def min_physical_offset(self) -> int:
+        return self.commit_log.min_offset
+
+    def topics(self) -> list[str]:
+        return sorted(self._queues_by_topic)
+
+    def queue_ids(self, topic: str) -> list[int]:
+        return sorted(self._queues_by_topic.get(topic, {}))
+
+    def consume_queue(self, topic: str, queue_id: int) -> ConsumeQueue | None:
+        return self._queues.get((topic, queue_id))
+
+    def get_max_offset(self, topic: str, queue_id: int) -> int:
+        queue = self._queues.get((topic, queue_id))
+        return queue.max_offset if queue is not None else 0
+
+    def get_min_offset(self, topic: str, queue_id: int) -> int:
+        queue = self._queues.get((topic, queue_id))
+        return queue.min_offset if queue is not None else 0
+
+    def get_messages(
+        self,
+        topic: str,
+        queue_id: int,
+        offset: int,
+        max_count: int,
+        *,
+        max_bytes: int = DEFAULT_MAX_PULL_BYTES,
+        tag_codes: frozenset[int] | None = None,
+        record_filter: RecordFilter | None = None,
+    ) -> GetResult:
+        """Read up to ``max_count`` records of a queue from ``offset`` (RocketMQ getMessage).
+
+        Args:
+            tag_codes: accept only entries whose tag hash is in the set (None: every tag).
+            record_filter: an exact check on the raw record (real tag string, SQL92), run after the hash.
+        """
+        queue = self._queues.get((topic, queue_id))
+        if queue is None:
+            return GetResult(GetStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0)
+        min_offset, max_offset = queue.min_offset, queue.max_offset
+        if max_offset == 0:
+            return GetResult(GetStatus.NO_MESSAGE_IN_QUEUE, 0, min_offset, max_offset)
+        if offset < min_offset:
+            return GetResult(GetStatus.OFFSET_TOO_SMALL, min_offset, min_offset, max_offset)
+        if offset == max_offset:
+            return GetResult(GetStatus.OFFSET_OVERFLOW_ONE, offset, min_offset, max_offset)
+        if offset > max_offset:
+            next_offset = min_offset if min_offset == 0 else max_offset
+            return GetResult(GetStatus.OFFSET_OVERFLOW_BADLY, next_offset, min_offset, max_offset)
+        is_filtered = tag_codes is not None or record_filter is not None
+        scan = MAX_SCAN_ENTRIES if is_filtered else max_count
+        raw = queue.read_entries(offset, max(scan, max_count))
+        wanted: list[tuple[int, int]] = []
+        scanned = 0
+        byte_total = 0
+        commit_log_min = self.commit_log.min_offset
+        for physical, size, tag_code in ENTRY.iter_unpack(raw):
+            if len(wanted) >= max_count or (wanted and byte_total + size > max_bytes):
+                break
+            scanned += 1
+            if physical < commit_log_min or (tag_codes is not None and tag_code not in tag_codes):
+                continue
+            wanted.append((physical, size))
+            byte_total += size
+        result = GetResult(GetStatus.NO_MATCHED_MESSAGE, offset + scanned, min_offset, max_offset)
+        if not wanted:
+            if scanned and all(p < commit_log_min for p, _, _ in ENTRY.iter_unpack(raw[: scanned * ENTRY_SIZE])):
+                result.status = GetStatus.OFFSET_FOUND_NULL
+            return result
+        spans: list[list[object]] = []  # [buffer, start, end] of runs of adjacent accepted records
+        for data, at, size in self._read_records(wanted):
+            if record_filter is not None and not record_filter(data[at : at + size]):
+                continue
+            result.message_count += 1
+            result.total_bytes += size
+            if spans and spans[-1][0] is data and spans[-1][2] == at:
+                spans[-1][2] = at + size
+            else:
+                spans.append([data, at, at + size])
+        if result.message_count:
+            result.status = GetStatus.FOUND
+            result.chunks = [buf[start:end] for buf, start, end in spans]  # type: ignore[index]
+        return result
+
+    def _read_records(self, wanted: list[tuple[int, int]]) -> Iterable[tuple[memoryview, int, int]]:
+        """Read records with as few preads as possible: neighbours in one segment share one read.
+
+        Yields (buffer, start, size) per record.
+        """
+        i = 0
+        count = len(wanted)
+        while i < count:
+            first, size = wanted[i]
+            segment = self.commit_log.segment_for(first)
+            if segment is None:
+                i += 1
+                continue
+            span_end = first + size
+            j = i + 1
+            # Extend the read while the next record is in this segment and the gap is small.
+            while j < count:
+                physical, next_size = wanted[j]
+                if physical + next_size > segment.end or physical - span_end > 4096:
+                    break
+                span_end = physical + next_size
+                j += 1
+            try:
+                data = memoryview(segment.read(first - segment.start, span_end - first))
+            except OSError:
+                i = j
+                continue
+            for physical, size in wanted[i:j]:
+                at = physical - first
+                if at + size <= len(data):
+                    yield data, at, size
+            i = j
+
+    def read_record(self, physical_offset: int) -> bytes | None:
+        """The whole record at ``physical_offset`` or None (VIEW_MESSAGE_BY_ID)."""
+        if physical_offset < self.commit_log.min_offset or physical_offset >= self.write_offset:
+            return None
+        head = self.commit_log.read(physical_offset, 8)
+        if len(head) < 8:
+            return None
+        size, magic = rec.TOTAL_AND_MAGIC.unpack(head)
+        if magic not in (rec.MAGIC_V1, rec.MAGIC_V2) or size < rec.MIN_RECORD_SIZE:
+            return None
+        data = self.commit_log.read(physical_offset, size)
+        return data if len(data) == size else None
+
+    def get_offset_by_time(self, topic: str, queue_id: int, timestamp_ms: int, *, upper: bool = False) -> int:
+        """The queue offset of the first message stored at or after ``timestamp_ms`` (``upper``: the last
+        one stored at or before it). Returns max offset when every message is older, min when all are newer.
+        """
+        queue = self._queues.get((topic, queue_id))
+        if queue is None:
+            return 0
+        low, high = queue.min_offset, queue.max_offset
+        if low >= high:
+            return low
+        # Invariant for lower bound: answer in [low, high]; store times grow with the queue offset.
+        while low < high:
+            middle = (low + high) // 2
+            stamp = self._store_time_of(queue, middle)
+            if stamp is None or (stamp < timestamp_ms if not upper else stamp <= timestamp_ms):
+                low = middle + 1
+            else:
+                high = middle
+        if upper:
+            return max(queue.min_offset, low - 1)
+        return low
+
+    def _store_time_of(self, queue: ConsumeQueue, queue_offset: int) -> int | None:
+        entry = queue.entry_at(queue_offset)
+        if entry is None or entry[0] < self.commit_log.min_offset:
+            return None
+        data = self.commit_log.read(entry[0] + rec.OFFSET_STORE_TIMESTAMP, 8)
+        return struct.unpack(">q", data)[0] if len(data) == 8 else None
+
+    def get_earliest_store_time(self, topic: str, queue_id: int) -> int:
+        queue = self._queues.get((topic, queue_id))
+        if queue is None or queue.max_offset <= queue.min_offset:
+            return -1
+        stamp = self._store_time_of(queue, queue.min_offset)
+        return -1 if stamp is None else stamp
+
+    def query_by_key(self, topic: str, key: str, max_count: int, begin_ms: int = 0, end_ms: int = 2**62) -> list[bytes]:
+        """Records of ``topic`` whose KEYS (or UNIQ_KEY) contain ``key``, stored within [begin, end]."""
+        found: list[bytes] = []
+        for physical in self.index.query(f"{topic}#{key}", max_count * 2, begin_ms, end_ms):
+            data = self.read_record(physical)
+            if data is None:
+                continue
+            decoded = rec.decode_record(data)
+            if decoded.topic == topic and (key in decoded.keys or decoded.properties.get("UNIQ_KEY") == key):
+                found.append(data)
+                if len(found) >= max_count:
+                    break
+        return found
+
+    # -- maintenance (retention and recovery call these under the lock) --------------------------------
+
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+    def retire_segment(self, segment: SegmentFile) -> None:
+        """Keep a deleted segment's descriptor open a while: a reader mid-pread must not hit a reused fd."""
+        self._graveyard.append(segment)
+
+    def close_retired(self) -> None:
+        """Close descriptors retired at least one cleaner pass ago (readers have long moved on)."""
+        for segment in self._graveyard_previous:
+            segment.close()
+        self._graveyard_previous, self._graveyard = self._graveyard, []
+
+    def all_queues(self) -> list[ConsumeQueue]:
+        return list(self._queues.values())
+
+    def drop_queue(self, topic: str, queue_id: int) -> None:
+        queue = self._queues.pop((topic, queue_id), None)
+        self._queues_by_topic.get(topic, {}).pop(queue_id, None)
+        if queue is not None:
+            queue.close()
+
+    def queue_for_recovery(self, topic: str, queue_id: int) -> ConsumeQueue:
+        return self._queue(topic, queue_id)
+
+    def store_root(self) -> Path:
+        return self.config.store_path_root_dir
+
+    @property
+    def is_closing(self) -> threading.Event:
+        return self._closing
+
+
+def _find(properties: str, needle: str) -> str | None:
+    """Value of the property ``needle`` (given as ``"KEY\x01"``), or None: one ``str.find`` when absent."""
+    i = properties.find(needle)
+    while i > 0 and properties[i - 1] != "\x02":
+        i = properties.find(needle, i + 1)
+    if i < 0:
+        return None
+    start = i + len(needle)
+    end = properties.find("\x02", start)
+    return properties[start:] if end < 0 else properties[start:end]
+
+
+def _dispatch_properties(properties: str) -> tuple[str | None, str | None, str | None]:
+    """TAGS, KEYS and UNIQ_KEY of a properties string: all dispatch needs, without building a dict."""
+    return _find(properties, "TAGS\x01"), _find(properties, "KEYS\x01"), _find(properties, "UNIQ_KEY\x01")
+
+
+def _collect_index_keys(
+    out: list[tuple[str, int, int]], topic: str, properties: str, physical: int, store_timestamp: int
+) -> None:
+    """Index keys of one record (recovery's path; appends inline the same logic)."""
+    _, keys, uniq = _dispatch_properties(properties)
+    if keys:
+        out.extend((f"{topic}#{key}", physical, store_timestamp) for key in keys.split(" ") if key)
+    if uniq:
+        out.append((f"{topic}#{uniq}", physical, store_timestamp))
+
+
+def _with_status(result: PutResult, status: PutStatus) -> PutResult:
+    return PutResult(
+        status,
+        result.physical_offset,
+        result.queue_offset,
+        result.message_count,
+        result.wrote_bytes,
+        result.store_timestamp,
+        result.end_offset,
+        result.physical_offsets,
+        result.error,
+    )
