@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck unit venv clean bench-store
+.PHONY: dev test lint typecheck unit venv clean bench-store interop-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The official clients of other languages and Apache RocketMQ's own jars, fetched from their registries
+# (Maven Central, the Go module proxy) into caches outside the repo; rebuilt only when their sources change.
+interop-deps: $(STAMP)
+	$(BIN)/python bench/peers/apache_rocketmq.py fetch
+	$(BIN)/python tests/interop/java_driver.py build
+	$(BIN)/python tests/interop/go_driver.py build
+
+unit: $(STAMP) interop-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck unit

@@ -60,6 +60,13 @@ class IndexMachine(RuleBasedStateMachine):
 
     # -- model helpers ------------------------------------------------------------------------------------------
 
+    def _next_entry(self, key: str, same_offset: bool, seconds: int) -> Entry:
+        """Another key of the last message (same offset and time) or the first key of a new message."""
+        if not same_offset or self.next_offset == 0:
+            self.next_offset += 100
+            self.now_ms += seconds * 1000
+        return (key, self.next_offset, self.now_ms)
+
     def _model_put(self, entry: Entry) -> bool:
         if entry[1] < self.max_offset:
             return False
@@ -88,10 +95,7 @@ class IndexMachine(RuleBasedStateMachine):
 
     @rule(key=keys, same_offset=st.booleans(), seconds=st.integers(0, 3))
     def put(self, key: str, same_offset: bool, seconds: int) -> None:
-        if not same_offset or self.next_offset == 0:
-            self.next_offset += 100
-        self.now_ms += seconds * 1000
-        entry = (key, self.next_offset, self.now_ms)
+        entry = self._next_entry(key, same_offset, seconds)
         self.service.put(*entry)
         if self._model_put(entry):
             self.truth.append(entry)
@@ -100,18 +104,18 @@ class IndexMachine(RuleBasedStateMachine):
     def put_many(self, batch: list[tuple[str, bool, int]]) -> None:
         entries = []
         for key, same_offset, seconds in batch:
-            if not same_offset or self.next_offset == 0:
-                self.next_offset += 100
-            self.now_ms += seconds * 1000
-            entries.append((key, self.next_offset, self.now_ms))
+            entries.append(self._next_entry(key, same_offset, seconds))
         accepted = [entry for entry in entries if self._model_put(entry)]
         assert self.service.put_many(entries) == len(accepted)
         self.truth.extend(accepted)
 
-    @rule(key=keys, back=st.integers(1, 300))
-    def put_below_max_is_skipped(self, key: str, back: int) -> None:
+    @rule(key=keys, back=st.sampled_from([1, 2, 99, 100, 101, 300]), batch=st.booleans())
+    def put_below_max_is_skipped(self, key: str, back: int, batch: bool) -> None:
         offset = self.max_offset - back
-        self.service.put(key, offset, self.now_ms)
+        if batch:
+            assert self.service.put_many([(key, offset, self.now_ms)]) == 0
+        else:
+            self.service.put(key, offset, self.now_ms)
         assert not self._model_put((key, offset, self.now_ms))
 
     @rule(
@@ -195,9 +199,22 @@ class IndexMachine(RuleBasedStateMachine):
         newest = next((entries[-1] for entries in reversed(self.files) if entries), None)
         assert self.service.last_update_physical_offset == (newest[1] if newest else 0)
 
+    @invariant()
+    def every_key_answers_as_the_model(self) -> None:
+        if self.index is None:
+            return
+        indexed = sorted({entry[2] for entries in self.files for entry in entries})
+        middle = indexed[len(indexed) // 2] if indexed else T0
+        ranges = [(0, 2**62), (middle, 2**62), (T0, middle), (middle, middle)]
+        for key in {"a", "b", "c", "TopicTest#order-1", "é"} | {entry[0] for entry in self.truth}:
+            for begin_ms, end_ms in ranges:
+                for max_count in (1, 3, 1000):
+                    actual = self.service.query(key, max_count, begin_ms, end_ms)
+                    assert actual == self._expected(key, max_count, begin_ms, end_ms), (key, begin_ms, end_ms)
+
 
 IndexMachine.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=100,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -7,13 +7,16 @@ import sys
 from collections.abc import Sequence
 
 from tidemq import __version__
-from tidemq.cli import store_tool
+from tidemq.cli import broker_command, dev_command, namesrv_command, store_tool
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidemq", description="A RocketMQ-compatible message broker.")
     parser.add_argument("--version", action="version", version=f"tidemq {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    dev_command.add_parser(commands)
+    namesrv_command.add_parser(commands)
+    broker_command.add_parser(commands)
     store_tool.add_parser(commands)
     return parser
 

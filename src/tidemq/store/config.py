@@ -51,6 +51,8 @@ class StoreConfig:
             ``maxIndexNum`` 20,000,000).
         message_index_enable: build the key index (``messageIndexEnable``).
         store_host: the broker address written into every record's STOREHOST (ip, listen port).
+        message_delay_level: the delay of each level (``messageDelayLevel``); SCHEDULE_TOPIC_XXXX entries
+            hold store time + that delay as their tag code.
     """
 
     store_path_root_dir: Path
@@ -70,7 +72,9 @@ class StoreConfig:
     message_index_enable: bool = True
     store_host: tuple[str, int] = ("127.0.0.1", 10911)
     clean_resource_interval_ms: int = 10_000
+    message_delay_level: str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
     delete_hours: tuple[int, ...] = field(init=False, default=())
+    delay_levels_ms: tuple[int, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         if self.mapped_file_size_commit_log < 4096:
@@ -90,6 +94,9 @@ class StoreConfig:
         if any(not 0 <= h <= 23 for h in hours):
             raise ConfigError(f"deleteWhen hours must be 0..23, got {self.delete_when!r}")
         object.__setattr__(self, "delete_hours", hours)
+        from tidemq.store.tag_codes import parse_delay_levels
+
+        object.__setattr__(self, "delay_levels_ms", parse_delay_levels(self.message_delay_level))
 
     @property
     def commit_log_dir(self) -> Path:

@@ -38,7 +38,7 @@ class ConsumeQueue:
     def __init__(self, topic: str, queue_id: int, directory: Path, segment_size: int) -> None:
         self.topic = topic
         self.queue_id = queue_id
-        self.files = SegmentQueue(directory, segment_size)
+        self.files = SegmentQueue(directory, segment_size, map_writes=True)
         self.max_offset = 0
         self.min_offset = 0
         self.is_dirty = False

@@ -46,6 +46,10 @@ class FlushService:
         self._thread = threading.Thread(target=self._run, name="tidemq-flush", daemon=True)
         self.durable_offset = 0
         self.fsync_count = 0
+        self._requested = 0
+        self.durable_listeners: list[Callable[[int], None]] = []
+        """Called on the flusher thread with the new durable offset after each group commit: one call per
+        fsync, however many appends it covered (the broker resolves its own waiters on its loop)."""
 
     def start(self, durable_offset: int) -> None:
         self.durable_offset = durable_offset
@@ -62,6 +66,15 @@ class FlushService:
                 return
             self._waiters.append((end_offset, callback))
             self._condition.notify()
+
+    def request_flush(self, end_offset: int) -> None:
+        """Ask for a group commit covering ``end_offset``; ``durable_listeners`` hear when it is done."""
+        if end_offset <= self._requested:
+            return
+        with self._condition:
+            if end_offset > self._requested:
+                self._requested = end_offset
+                self._condition.notify()
 
     def wait_durable(self, end_offset: int, timeout_s: float) -> bool:
         """Block until ``end_offset`` is durable; False on timeout or close."""
@@ -90,15 +103,16 @@ class FlushService:
         next_checkpoint = time.monotonic() + self._interval_s
         while True:
             with self._condition:
-                while not self._waiters and not self._stopping:
+                while not self._waiters and self._requested <= self.durable_offset and not self._stopping:
                     remaining = next_checkpoint - time.monotonic()
                     if remaining <= 0:
                         break
                     self._condition.wait(remaining)
                 waiters, self._waiters = self._waiters, []
                 stopping = self._stopping
+                is_requested = self._requested > self.durable_offset
             try:
-                if waiters:
+                if waiters or is_requested:
                     self._complete(waiters)
                 if (stopping and self._final_flush) or (not stopping and time.monotonic() >= next_checkpoint):
                     self._flush_all()
@@ -119,6 +133,8 @@ class FlushService:
         durable = self._sync_commit_log()
         self.fsync_count += 1
         self.durable_offset = durable
+        for listener in self.durable_listeners:
+            listener(durable)
         late: list[tuple[int, FlushCallback]] = []
         for end_offset, callback in waiters:
             if end_offset <= durable:
@@ -130,5 +146,8 @@ class FlushService:
                 self._waiters.extend(late)
 
     def _flush_all(self) -> None:
-        self.durable_offset = self._sync_commit_log()
+        durable = self._sync_commit_log()
+        self.durable_offset = durable
+        for listener in self.durable_listeners:
+            listener(durable)
         self._checkpoint()

@@ -333,9 +333,10 @@ class _IndexFile:
         high_diff = (end_ms - self.begin_ts) // 1000
         unpack_entry = ENTRY.unpack_from
         mm, entry_base, used = self.mm, self.entry_base, self.entries_used
-        index = SLOT.unpack_from(mm, self.slot_position(hash_value))[0]
+        slot_position = self.slot_position(hash_value)
+        index = SLOT.unpack_from(mm, slot_position)[0]
         if not 0 <= index <= used:
-            raise StoreCorruptionError(f"index file {self.path} has a slot beyond its entries", 0)
+            raise StoreCorruptionError(f"index file {self.path} has a slot beyond its entries", slot_position)
         while index:
             entry_hash, offset, diff, prev = unpack_entry(mm, entry_base + index * ENTRY_SIZE)
             if diff < low_diff:
@@ -419,7 +420,7 @@ class _IndexFile:
         if sys.byteorder == "big":
             heads.byteswap()
         used = self.entries_used
-        if False:
+        if max(heads) > used or min(heads) < 0:
             stale = [(slot, head) for slot, head in enumerate(heads) if not 0 <= head <= used]
             if not all(self._walk_back(slot, head) for slot, head in stale):
                 self._rebuild_slots()
@@ -430,6 +431,8 @@ class _IndexFile:
     def _walk_back(self, slot: int, head: int) -> bool:
         """Follow a stale head to the newest durable entry; False if the chain does not hold together."""
         index = head
+        if index < 0:
+            return False
         while index > self.entries_used:
             if index >= self.max_entries:
                 return False
@@ -636,12 +639,12 @@ class IndexService:
         the caller must read each record and check its real key (and its store timestamp if the bounds matter
         to the millisecond).
         """
-        if max_count <= 0 or begin_ms > end_ms:
-            return []
         hash_value = key_hash(key)
         found: dict[int, None] = {}
         with self._lock:
             self._check_open()
+            if max_count <= 0 or begin_ms > end_ms:
+                return []
             for index_file in reversed(self._files):
                 if index_file.overlaps(begin_ms, end_ms):
                     index_file.collect(hash_value, begin_ms, end_ms, max_count, found)

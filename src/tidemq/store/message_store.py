@@ -30,6 +30,7 @@ from tidemq.store.flush import FlushCallback, FlushService
 from tidemq.store.index import IndexService
 from tidemq.store.results import GetResult, GetStatus, PutResult, PutStatus
 from tidemq.store.segment_file import SegmentFile, SegmentQueue
+from tidemq.store.tag_codes import SCHEDULE_TOPIC, tag_code_of, tag_hash
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,6 @@ class MessageStore:
         self._flusher: FlushService | None = None
         self._cleaner: threading.Thread | None = None
         self._closing = threading.Event()
-        self._tag_codes: dict[str, int] = {}
         self._graveyard: list[SegmentFile] = []
         self._graveyard_previous: list[SegmentFile] = []
         self.arrival_listeners: list[ArrivalListener] = []
@@ -251,6 +251,18 @@ class MessageStore:
             return _with_status(result, PutStatus.FLUSH_DISK_TIMEOUT)
         return result
 
+    def request_flush(self, end_offset: int) -> None:
+        """SYNC_FLUSH without a callback per append: ask for a group commit covering ``end_offset``; listeners
+        added with :meth:`add_durable_listener` hear the durable offset after each fsync."""
+        if self._flusher is not None:
+            self._flusher.request_flush(end_offset)
+
+    def add_durable_listener(self, listener: Callable[[int], None]) -> None:
+        """``listener(durable_offset)`` runs on the flusher thread after every fsync."""
+        if self._flusher is None:
+            raise RuntimeError("the store is not open")
+        self._flusher.durable_listeners.append(listener)
+
     def when_durable(self, end_offset: int, callback: FlushCallback) -> None:
         """Call ``callback(True)`` on the flusher thread once ``end_offset`` is fsynced (SYNC_FLUSH)."""
         if self._flusher is None:
@@ -380,7 +392,8 @@ class MessageStore:
         entries = bytearray(ENTRY_SIZE * len(encoded))
         topic_prefix = bytes((topic_tail,)) + topic_bytes
         index_keys: list[tuple[str, int, int]] | None = [] if self.config.message_index_enable else None
-        tag_codes = self._tag_codes
+        is_schedule = topic == SCHEDULE_TOPIC
+        delay_levels = self.config.delay_levels_ms
         magic = rec.MAGIC_V1
         for i, (body, props, flag) in enumerate(encoded):
             physical = positions[i]
@@ -419,10 +432,12 @@ class MessageStore:
             tags, keys, uniq = _dispatch_properties(properties)
             if tag_code_override is not None:
                 tag_code = tag_code_override
+            elif is_schedule:
+                tag_code = tag_code_of(topic, properties, store_timestamp, delay_levels)
             elif tags is None:
                 tag_code = 0
             else:
-                tag_code = tag_codes.get(tags) or self._tag_code(tags)
+                tag_code = tag_hash(tags)
             _ENTRY_PACK(entries, i * ENTRY_SIZE, physical, size, tag_code)
             if index_keys is not None:
                 if keys:
@@ -448,12 +463,6 @@ class MessageStore:
             end_offset=end,
             physical_offsets=positions,
         )
-
-    def _tag_code(self, tags: str) -> int:
-        code = rec.java_string_hash(tags)
-        if len(self._tag_codes) < 100_000:  # tags are few in practice; bound the cache anyway
-            self._tag_codes[tags] = code
-        return code
 
     def _write(self, start: int, buffer: bytearray) -> None:
         view = memoryview(buffer)

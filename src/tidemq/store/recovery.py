@@ -22,6 +22,7 @@ from tidemq.store import record as rec
 from tidemq.store.checkpoint import ABORT_FILE, Checkpoint
 from tidemq.store.consume_queue import ENTRY, ENTRY_SIZE
 from tidemq.store.segment_file import SegmentQueue
+from tidemq.store.tag_codes import tag_code_of
 
 if TYPE_CHECKING:
     from tidemq.store.message_store import MessageStore
@@ -140,7 +141,7 @@ def _parse(buffer: bytes, at: int, size: int, position: int, check_crc: bool) ->
         properties = buffer[p : p + properties_length].decode()
     except UnicodeDecodeError:
         return "topic or properties are not UTF-8"
-    return ScannedRecord(position, size, queue_id, queue_offset, fields[10], topic, properties)
+    return ScannedRecord(position, size, queue_id, queue_offset, fields[11], topic, properties)
 
 
 def _has_data(segment: object) -> bool:
@@ -155,8 +156,9 @@ def recover(store: MessageStore) -> dict[str, int | bool]:
     """Bring the store to a consistent state; return what was done (for logs and tests)."""
     root = store.store_root()
     checkpoint = Checkpoint.load(root)
-    crashed = (root / ABORT_FILE).exists() or checkpoint is None or not checkpoint.is_clean
     log_files = store.commit_log
+    is_new = checkpoint is None and not log_files.segments and not (root / ABORT_FILE).exists()
+    crashed = not is_new and ((root / ABORT_FILE).exists() or checkpoint is None or not checkpoint.is_clean)
     first = log_files.min_offset
     last_end = log_files.segments[-1].end if log_files.segments else 0
     if not crashed and checkpoint is not None and first <= checkpoint.commit_log_end <= last_end:
@@ -228,8 +230,7 @@ def _dispatch(store: MessageStore, scanned: ScannedRecord, behind: set[tuple[str
         # Entries missing before this one: the queue lost more than the unflushed tail; rebuild it whole.
         behind.add(key)
         return False
-    tags = rec.find_property(scanned.properties, rec.PROPERTY_TAGS)
-    tag_code = rec.java_string_hash(tags) if tags else 0
+    tag_code = tag_code_of(scanned.topic, scanned.properties, scanned.store_timestamp, store.config.delay_levels_ms)
     queue.put(scanned.queue_offset, ENTRY.pack(scanned.physical_offset, scanned.size, tag_code))
     return True
 
@@ -261,8 +262,7 @@ def _rebuild_queue(store: MessageStore, topic: str, queue_id: int, end: int) -> 
         if scanned.physical_offset >= end:
             break
         if scanned.topic == topic and scanned.queue_id == queue_id:
-            tags = rec.find_property(scanned.properties, rec.PROPERTY_TAGS)
-            tag_code = rec.java_string_hash(tags) if tags else 0
+            tag_code = tag_code_of(topic, scanned.properties, scanned.store_timestamp, store.config.delay_levels_ms)
             queue.put(scanned.queue_offset, ENTRY.pack(scanned.physical_offset, scanned.size, tag_code))
 
 

@@ -333,7 +333,7 @@ def test_disk_full_at_creation_raises_store_full(tmp_path: Path, monkeypatch: py
     def no_space(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(index_module.os, "posix_fallocate", no_space)
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
     with IndexService(tmp_path, max_hash_slots=4, max_entries=8) as index:
         with pytest.raises(StoreFullError):
             index.put("k", 0, T0)

@@ -227,3 +227,35 @@ def test_bytes_past_a_torn_record_never_come_back_as_records(small_config: Confi
     with open_store(config) as store:
         assert bodies(store, "T", 0)[-1] == b"next"
         assert store.get_max_offset("T", 0) == 6
+
+
+def test_delayed_entries_hold_their_delivery_time_and_recovery_rebuilds_it(small_config: ConfigFactory) -> None:
+    from tidemq.store.consume_queue import ENTRY
+    from tidemq.store.tag_codes import SCHEDULE_TOPIC
+
+    config = small_config()
+    store = open_store(config)
+    results = [store.put_message(SCHEDULE_TOPIC, level - 1, b"later", f"DELAY\x01{level}\x02") for level in (1, 3, 18)]
+    levels = (1, 3, 18)
+    expected = {
+        level: r.store_timestamp + config.delay_levels_ms[level - 1] for level, r in zip(levels, results, strict=True)
+    }
+    assert config.delay_levels_ms[2] == 10_000
+    assert config.delay_levels_ms[17] == 2 * 3600 * 1000
+
+    def codes(store: MessageStore) -> dict[int, int]:
+        found = {}
+        for level in (1, 3, 18):
+            queue = store.consume_queue(SCHEDULE_TOPIC, level - 1)
+            assert queue is not None
+            found[level] = ENTRY.unpack(queue.read_entries(0, 1))[2]
+        return found
+
+    assert codes(store) == expected
+    crash(store)
+    (config.store_path_root_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    for queue_dir in (config.consume_queue_dir / SCHEDULE_TOPIC).iterdir():
+        for path in queue_dir.iterdir():
+            path.unlink()
+    with open_store(config) as store:
+        assert codes(store) == expected

@@ -1,0 +1,1 @@
+"""Benchmarks for tidemq and the peers it is compared against."""

@@ -1,0 +1,1 @@
+"""Reference servers (peers) that tidemq is compared with: started from published artifacts, never vendored."""

@@ -1,0 +1,52 @@
+"""Subscription expressions: TAG expressions (``*``, ``A || B``), as the broker filters pulls with them.
+
+The consume queue holds each message's tag hash, so a pull first filters on hashes (no commit-log read for
+messages that cannot match) and then checks the real tag of the survivors, since hashes collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from tidemq.store import record as rec
+
+SUB_ALL: Final = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class TagFilter:
+    """A parsed TAG expression. ``tags`` empty means every message matches."""
+
+    expression: str
+    tags: frozenset[str]
+    codes: frozenset[int]
+
+    @property
+    def matches_all(self) -> bool:
+        return not self.tags
+
+    def matches_record(self, record: memoryview) -> bool:
+        """The exact check on a raw record: its TAGS property is one of ours."""
+        return _record_tag(record) in self.tags
+
+
+def parse_tag_expression(expression: str | None) -> TagFilter:
+    """Parse ``TagA || TagB`` (RocketMQ FilterAPI.buildSubscriptionData): split on ``||``, trim, drop empties."""
+    text = (expression or "").strip()
+    if not text or text == SUB_ALL:
+        return TagFilter(SUB_ALL, frozenset(), frozenset())
+    tags = frozenset(t.strip() for t in text.split("||") if t.strip())
+    if not tags:
+        return TagFilter(SUB_ALL, frozenset(), frozenset())
+    return TagFilter(text, tags, frozenset(rec.java_string_hash(t) for t in tags))
+
+
+def _record_tag(record: memoryview) -> str | None:
+    body_length = int.from_bytes(record[rec.OFFSET_BODY_LENGTH : rec.OFFSET_BODY_LENGTH + 4], "big", signed=True)
+    position = rec.HEAD_SIZE + body_length
+    topic_length = record[position]
+    position += 1 + topic_length
+    properties_length = int.from_bytes(record[position : position + 2], "big", signed=True)
+    properties = bytes(record[position + 2 : position + 2 + properties_length]).decode("utf-8", "replace")
+    return rec.find_property(properties, rec.PROPERTY_TAGS)

@@ -1,0 +1,1 @@
+"""Protocol gateways: each maps one wire protocol onto broker calls. Nothing imports this package but the CLI."""

@@ -1,0 +1,209 @@
+"""SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320): RocketMQ's SendMessageProcessor.
+
+The C++ client sends batches as code 10 with ``batch`` = "1"; Java's broker would read that as false, we
+honour it (spec 2.1). The hot path does no per-message object work beyond the store's own.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Final
+
+from tidemq.broker.schedule import PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC
+from tidemq.broker.topics import PERM_READ, PERM_WRITE, RETRY_GROUP_TOPIC_PREFIX
+from tidemq.errors import IllegalNameError
+from tidemq.gateways.remoting_broker.common import BadRequest, boolean, error, integer, text
+from tidemq.protocol.remoting import RemotingCommand, RequestCode, ResponseCode
+from tidemq.store import record as rec
+from tidemq.store.config import FlushDiskType
+from tidemq.store.names import validate_topic
+from tidemq.store.results import PutResult, PutStatus
+from tidemq.store.tag_codes import SCHEDULE_TOPIC, delay_level_of
+
+if TYPE_CHECKING:
+    from tidemq.broker.broker import Broker
+    from tidemq.gateways.remoting_broker.gateway import BrokerGateway
+    from tidemq.transport import RemotingChannel
+
+V2_NAMES: Final = {
+    "a": "producerGroup",
+    "b": "topic",
+    "c": "defaultTopic",
+    "d": "defaultTopicQueueNums",
+    "e": "queueId",
+    "f": "sysFlag",
+    "g": "bornTimestamp",
+    "h": "flag",
+    "i": "properties",
+    "j": "reconsumeTimes",
+    "k": "unitMode",
+    "l": "maxReconsumeTimes",
+    "m": "batch",
+    "n": "brokerName",
+}
+BATCH_ENTRY_HEAD: Final = struct.Struct(">iiiii")
+"""TOTALSIZE, MAGICCODE, BODYCRC, FLAG, BODYLENGTH of one batch entry (MessageDecoder.encodeMessage)."""
+
+_STATUS_CODES: Final = {
+    PutStatus.PUT_OK: ResponseCode.SUCCESS,
+    PutStatus.FLUSH_DISK_TIMEOUT: ResponseCode.FLUSH_DISK_TIMEOUT,
+    PutStatus.SERVICE_NOT_AVAILABLE: ResponseCode.SERVICE_NOT_AVAILABLE,
+    PutStatus.MESSAGE_ILLEGAL: ResponseCode.MESSAGE_ILLEGAL,
+    PutStatus.PROPERTIES_SIZE_EXCEEDED: ResponseCode.MESSAGE_ILLEGAL,
+    PutStatus.UNKNOWN_ERROR: ResponseCode.SYSTEM_ERROR,
+}
+
+
+def send_fields(request: RemotingCommand) -> dict[str, str]:
+    if request.code in (RequestCode.SEND_MESSAGE_V2, RequestCode.SEND_BATCH_MESSAGE):
+        return {V2_NAMES.get(k, k): v for k, v in request.ext_fields.items()}
+    return request.ext_fields
+
+
+def decode_batch(body: bytes | memoryview) -> list[tuple[bytes, str, int]]:
+    """Split a batch body into (body, properties, flag) entries.
+
+    Raises:
+        BadRequest: an entry's lengths do not add up (MESSAGE_ILLEGAL).
+    """
+    view = memoryview(body)
+    entries: list[tuple[bytes, str, int]] = []
+    position = 0
+    total = len(view)
+    while position < total:
+        if total - position < BATCH_ENTRY_HEAD.size + 2:
+            raise BadRequest(f"batch entry at {position} is cut short", ResponseCode.MESSAGE_ILLEGAL)
+        size, _, _, flag, body_length = BATCH_ENTRY_HEAD.unpack_from(view, position)
+        body_start = position + BATCH_ENTRY_HEAD.size
+        props_at = body_start + body_length
+        if body_length < 0 or size < BATCH_ENTRY_HEAD.size + 2 or position + size > total or props_at + 2 > total:
+            raise BadRequest(f"batch entry at {position} has bad lengths", ResponseCode.MESSAGE_ILLEGAL)
+        props_length = int.from_bytes(view[props_at : props_at + 2], "big", signed=True)
+        if props_length < 0 or props_at + 2 + props_length != position + size:
+            raise BadRequest(f"batch entry at {position} has bad lengths", ResponseCode.MESSAGE_ILLEGAL)
+        try:
+            properties = bytes(view[props_at + 2 : props_at + 2 + props_length]).decode()
+        except UnicodeDecodeError:
+            raise BadRequest(
+                f"batch entry at {position} has properties that are not UTF-8", ResponseCode.MESSAGE_ILLEGAL
+            ) from None
+        entries.append((bytes(view[body_start:props_at]), properties, flag))
+        position += size
+    if not entries:
+        raise BadRequest("the batch is empty", ResponseCode.MESSAGE_ILLEGAL)
+    return entries
+
+
+def handle_send(
+    gateway: BrokerGateway, channel: RemotingChannel, request: RemotingCommand
+) -> RemotingCommand | Awaitable[RemotingCommand]:
+    broker = gateway.broker
+    fields = send_fields(request)
+    topic = text(fields, "topic")
+    try:
+        validate_topic(topic)
+    except IllegalNameError as exc:
+        return error(request, ResponseCode.SYSTEM_ERROR, str(exc))
+    if not broker.config.broker_permission & PERM_WRITE:
+        return error(
+            request, ResponseCode.NO_PERMISSION, f"the broker[{broker.config.broker_ip1}] sending message is forbidden"
+        )
+    topic_config = broker.topics.get(topic)
+    if topic_config is None:
+        if topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
+            topic_config = broker.topics.create_system_like(topic, 1, PERM_READ | PERM_WRITE)
+        else:
+            default_topic = fields.get("defaultTopic") or ""
+            topic_config = broker.topics.create_in_send(
+                topic, default_topic, integer(fields, "defaultTopicQueueNums", 4)
+            )
+        if topic_config is None:
+            return error(request, ResponseCode.TOPIC_NOT_EXIST, f"topic[{topic}] not exist, apply first please!")
+    if not topic_config.is_writable:
+        return error(request, ResponseCode.NO_PERMISSION, f"the topic[{topic}] sending message is forbidden")
+    queue_id = integer(fields, "queueId", -1)
+    if queue_id < 0:
+        queue_id = random.randrange(topic_config.write_queue_nums)  # noqa: S311  # load spreading, not security
+    elif queue_id >= max(topic_config.write_queue_nums, topic_config.read_queue_nums):
+        return error(
+            request,
+            ResponseCode.SYSTEM_ERROR,
+            f"request queueId[{queue_id}] is illegal, topic {topic} has {topic_config.write_queue_nums} write queues",
+        )
+    is_batch = request.code == RequestCode.SEND_BATCH_MESSAGE or boolean(fields, "batch")
+    properties = fields.get("properties", "")
+    sys_flag = integer(fields, "sysFlag", 0)
+    reply_queue_id = queue_id
+    if not is_batch and "DELAY\x01" in properties:
+        topic, queue_id, properties = _schedule(broker, topic, queue_id, properties, sys_flag)
+    if is_batch:
+        messages = decode_batch(request.body)
+    else:
+        messages = [(bytes(request.body), properties, integer(fields, "flag", 0))]
+    result = broker.store.append_messages(
+        topic,
+        queue_id,
+        messages,
+        sys_flag=sys_flag,
+        born_timestamp=integer(fields, "bornTimestamp", 0),
+        born_host=gateway.host_of(channel),
+        reconsume_times=integer(fields, "reconsumeTimes", 0),
+    )
+    wait_store = "WAIT\x01false" not in properties
+    if result.status is PutStatus.PUT_OK and wait_store and broker.config.flush_disk_type is FlushDiskType.SYNC_FLUSH:
+        return _respond_when_durable(gateway, request, result, reply_queue_id)
+    return _response(gateway, request, result, reply_queue_id)
+
+
+async def _respond_when_durable(
+    gateway: BrokerGateway, request: RemotingCommand, result: PutResult, queue_id: int
+) -> RemotingCommand:
+    timeout_s = gateway.broker.config.sync_flush_timeout / 1000
+    if not await gateway.broker.durable.wait(result.end_offset, timeout_s):
+        result = PutResult(
+            PutStatus.FLUSH_DISK_TIMEOUT,
+            result.physical_offset,
+            result.queue_offset,
+            result.message_count,
+            physical_offsets=result.physical_offsets,
+        )
+    return _response(gateway, request, result, queue_id)
+
+
+def _schedule(broker: Broker, topic: str, queue_id: int, properties: str, sys_flag: int) -> tuple[str, int, str]:
+    """A message with DELAY=n goes to SCHEDULE_TOPIC_XXXX queue n-1, remembering its real topic and queue
+    (RocketMQ's CommitLog.putMessage); levels above the highest are clamped. Transaction halves are not delayed.
+    """
+    levels = broker.store.config.delay_levels_ms
+    level = delay_level_of(properties, len(levels))
+    if level <= 0 or sys_flag & rec.SYSFLAG_TRANSACTION_MASK in (
+        rec.SYSFLAG_TRANSACTION_PREPARED,
+        rec.SYSFLAG_TRANSACTION_ROLLBACK,
+    ):
+        return topic, queue_id, properties
+    pairs = rec.parse_properties(properties)
+    pairs[rec.PROPERTY_DELAY] = str(level)
+    pairs[PROPERTY_REAL_TOPIC] = topic
+    pairs[PROPERTY_REAL_QUEUE_ID] = str(queue_id)
+    return SCHEDULE_TOPIC, level - 1, rec.encode_properties(pairs)
+
+
+def _response(gateway: BrokerGateway, request: RemotingCommand, result: PutResult, queue_id: int) -> RemotingCommand:
+    code = _STATUS_CODES[result.status]
+    if result.status not in (PutStatus.PUT_OK, PutStatus.FLUSH_DISK_TIMEOUT):
+        return error(request, code, result.error or result.status.value)
+    host, port = gateway.store_host
+    msg_id = ",".join(rec.offset_msg_id(host, port, physical) for physical in result.physical_offsets)
+    return request.make_response(
+        code,
+        None,
+        {
+            "msgId": msg_id,
+            "queueId": str(queue_id),
+            "queueOffset": str(result.queue_offset),
+            "MSG_REGION": "DefaultRegion",
+            "TRACE_ON": "true",
+        },
+    )

@@ -1,0 +1,301 @@
+"""The remoting protocol over asyncio: one ``RemotingChannel`` per TCP connection, either side.
+
+A channel feeds received bytes to the sans-IO :class:`RemotingConnection` and, for each complete command:
+
+* a response: completes the future waiting on its opaque (late or unknown responses are logged and dropped);
+* a request: calls the ``RequestHandler``. A handler returns a response, ``None`` (oneway, or answered later),
+  or an awaitable of either (long polling, SYNC_FLUSH waits); awaitables run as tasks owned by the channel,
+  cancelled when it closes. Synchronous handlers answer inline, with no task, which keeps the common path
+  cheap. Responses leave in completion order, not arrival order; the opaque matches them up.
+
+Back-pressure: when the socket's write buffer passes its high-water mark, the channel stops reading that
+peer until it drains. A peer that breaks the protocol gets one log line and a closed connection.
+
+State ownership: everything here runs on the event loop thread; the store's threads reach it only through
+``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final, cast
+
+from tidemq.errors import ProtocolError, TidemqError, response_code_for
+from tidemq.protocol.remoting import RemotingCommand, RemotingConnection, ResponseCode, encode
+from tidemq.protocol.remoting.connection import DEFAULT_MAX_FRAME
+
+log = logging.getLogger(__name__)
+
+HandlerResult = RemotingCommand | None | Awaitable[RemotingCommand | None]
+RequestHandler = Callable[["RemotingChannel", RemotingCommand], HandlerResult]
+"""Called on the loop for every request a peer sends."""
+
+_opaque_counter: Final = itertools.count(1)
+
+
+def next_opaque() -> int:
+    """Request ids for requests we originate; one counter per process, as the Java client has per instance."""
+    return next(_opaque_counter) & 0x7FFFFFFF
+
+
+class RemotingChannel(asyncio.Protocol):
+    """One connection. Exposes ``remote_address`` ("ip:port") and request/response helpers."""
+
+    def __init__(
+        self,
+        handler: RequestHandler | None,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        on_close: Callable[[RemotingChannel], None] | None = None,
+    ) -> None:
+        self._handler = handler
+        self._codec = RemotingConnection(max_frame)
+        self._on_close = on_close
+        self._transport: asyncio.Transport | None = None
+        self._pending: dict[int, asyncio.Future[RemotingCommand]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
+        self.remote_address = ""
+        self.local_address = ""
+        self.close_callbacks: list[Callable[[RemotingChannel], None]] = []
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        self.remote_address = _address_text(peer)
+        self.local_address = _address_text(local)
+
+    def data_received(self, data: bytes) -> None:
+        codec = self._codec
+        codec.receive_data(data)
+        try:
+            while (command := codec.next_event()) is not None:
+                if command.flag & 1:
+                    self._complete(command)
+                else:
+                    self._dispatch(command)
+        except ProtocolError as exc:
+            log.warning("closing %s: %s", self.remote_address, exc)
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(f"connection to {self.remote_address} closed"))
+        self._pending.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        self._closed.set()
+        for callback in (self._on_close, *self.close_callbacks):
+            if callback is not None:
+                try:
+                    callback(self)
+                except Exception:  # one failing observer must not keep the others from hearing of the close
+                    log.exception("close callback failed")
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    # -- requests from the peer ------------------------------------------------------------------------
+
+    def _dispatch(self, request: RemotingCommand) -> None:
+        if self._handler is None:
+            self._answer(request, request.make_response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, "not a server"))
+            return
+        try:
+            result = self._handler(self, request)
+        except TidemqError as exc:
+            self._answer(request, request.make_response(response_code_for(exc), str(exc)))
+            return
+        except Exception as exc:  # a handler bug must cost one request, not the connection
+            log.exception("handler for request code %d failed", request.code)
+            self._answer(request, request.make_response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}"))
+            return
+        if result is None or isinstance(result, RemotingCommand):
+            if result is not None:
+                self._answer(request, result)
+            return
+        task = asyncio.ensure_future(self._finish(request, result))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, request: RemotingCommand, pending: Awaitable[RemotingCommand | None]) -> None:
+        try:
+            response = await pending
+        except asyncio.CancelledError:
+            raise
+        except TidemqError as exc:
+            response = request.make_response(response_code_for(exc), str(exc))
+        except Exception as exc:  # as in _dispatch: answer with the error, keep the connection
+            log.exception("handler for request code %d failed", request.code)
+            response = request.make_response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
+        if response is not None:
+            self._answer(request, response)
+
+    def _answer(self, request: RemotingCommand, response: RemotingCommand) -> None:
+        if request.flag & 2:  # oneway: the peer expects nothing
+            return
+        self.send(response)
+
+    # -- our requests ----------------------------------------------------------------------------------
+
+    def send(self, command: RemotingCommand) -> None:
+        """Write one command (no waiting)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        header, body = encode(command)
+        if body:
+            transport.writelines((header, body))
+        else:
+            transport.write(header)
+
+    async def request(self, command: RemotingCommand, timeout_s: float) -> RemotingCommand:
+        """Send a request and wait for its response.
+
+        Raises:
+            TimeoutError: no response within ``timeout_s``.
+            ConnectionError: the connection closed first.
+        """
+        if self.is_closed:
+            raise ConnectionError(f"connection to {self.remote_address} is closed")
+        future: asyncio.Future[RemotingCommand] = asyncio.get_running_loop().create_future()
+        self._pending[command.opaque] = future
+        try:
+            self.send(command)
+            async with asyncio.timeout(timeout_s):
+                return await future
+        finally:
+            self._pending.pop(command.opaque, None)
+
+    def _complete(self, response: RemotingCommand) -> None:
+        future = self._pending.pop(response.opaque, None)
+        if future is None or future.done():
+            log.debug("dropping a response nobody waits for (opaque %d) from %s", response.opaque, self.remote_address)
+            return
+        future.set_result(response)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        return self._transport is None or self._transport.is_closing() or self._closed.is_set()
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+
+def _address_text(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+class RemotingServer:
+    """A listening socket whose connections are ``RemotingChannel`` s sharing one handler.
+
+    Use ``async with RemotingServer(handler, port=0) as server: server.port``.
+    """
+
+    def __init__(
+        self,
+        handler: RequestHandler,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        on_close: Callable[[RemotingChannel], None] | None = None,
+    ) -> None:
+        self._handler = handler
+        self._host = host
+        self._requested_port = port
+        self._max_frame = max_frame
+        self._on_close = on_close
+        self._server: asyncio.Server | None = None
+        self._channels: set[RemotingChannel] = set()
+        self.port = 0
+
+    def _make_channel(self) -> RemotingChannel:
+        channel = RemotingChannel(self._handler, max_frame=self._max_frame, on_close=self._forget)
+        self._channels.add(channel)
+        return channel
+
+    def _forget(self, channel: RemotingChannel) -> None:
+        self._channels.discard(channel)
+        if self._on_close is not None:
+            self._on_close(channel)
+
+    async def start(self, *, serving: bool = True) -> None:
+        """Bind the port; with ``serving=False`` connections are refused until :meth:`start_serving`."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._make_channel,
+            self._host,
+            self._requested_port,
+            reuse_address=True,
+            backlog=1024,
+            start_serving=serving,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def start_serving(self) -> None:
+        """Listen and accept connections (after ``start(serving=False)``)."""
+        if self._server is None:
+            raise RuntimeError("start_serving before start")
+        await self._server.start_serving()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for channel in list(self._channels):
+            channel.close()
+        for channel in list(self._channels):
+            await channel.wait_closed()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    @property
+    def channels(self) -> set[RemotingChannel]:
+        return self._channels
+
+    async def __aenter__(self) -> RemotingServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+async def connect(
+    host: str,
+    port: int,
+    handler: RequestHandler | None = None,
+    *,
+    timeout_s: float = 3.0,
+    max_frame: int = DEFAULT_MAX_FRAME,
+) -> RemotingChannel:
+    """Open a client connection; ``handler`` answers requests the server sends us (e.g. notifications)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout_s):
+        _, channel = await loop.create_connection(lambda: RemotingChannel(handler, max_frame=max_frame), host, port)
+    return channel

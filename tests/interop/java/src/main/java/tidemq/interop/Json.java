@@ -1,0 +1,84 @@
+package tidemq.interop;
+
+import java.util.Collection;
+import java.util.Map;
+
+/** A minimal JSON writer (no dependency): maps, collections, strings, numbers, booleans, null. ASCII-only output. */
+final class Json {
+    private Json() {
+    }
+
+    static String write(Object value) {
+        StringBuilder sb = new StringBuilder(256);
+        write(sb, value);
+        return sb.toString();
+    }
+
+    @SuppressWarnings("unchecked")
+    private static void write(StringBuilder sb, Object value) {
+        if (value == null) {
+            sb.append("null");
+        } else if (value instanceof String) {
+            string(sb, (String) value);
+        } else if (value instanceof Number || value instanceof Boolean) {
+            sb.append(value);
+        } else if (value instanceof Map) {
+            sb.append('{');
+            boolean first = true;
+            for (Map.Entry<Object, Object> e : ((Map<Object, Object>) value).entrySet()) {
+                if (!first) {
+                    sb.append(',');
+                }
+                first = false;
+                string(sb, String.valueOf(e.getKey()));
+                sb.append(':');
+                write(sb, e.getValue());
+            }
+            sb.append('}');
+        } else if (value instanceof Collection) {
+            sb.append('[');
+            boolean first = true;
+            for (Object item : (Collection<Object>) value) {
+                if (!first) {
+                    sb.append(',');
+                }
+                first = false;
+                write(sb, item);
+            }
+            sb.append(']');
+        } else {
+            string(sb, String.valueOf(value));
+        }
+    }
+
+    private static void string(StringBuilder sb, String s) {
+        sb.append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            switch (c) {
+                case '"':
+                    sb.append("\\\"");
+                    break;
+                case '\\':
+                    sb.append("\\\\");
+                    break;
+                case '\n':
+                    sb.append("\\n");
+                    break;
+                case '\r':
+                    sb.append("\\r");
+                    break;
+                case '\t':
+                    sb.append("\\t");
+                    break;
+                default:
+                    if (c < 0x20 || c > 0x7e) {
+                        sb.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        sb.append(c);
+                    }
+            }
+        }
+        sb.append('"');
+    }
+}
