@@ -244,13 +244,17 @@ async def test_sync_flush_sends_are_acknowledged_after_fsync(tmp_path: Path) -> 
 
 async def test_delay_level_send_is_invisible_until_due_then_delivered(running_broker: RunningBroker) -> None:
     client = await open_client(running_broker.port)
-    reply = await call(client, RequestCode.SEND_MESSAGE, send_fields("Later", 2, "DELAY\x011\x02TAGS\x01TagA\x02"), b"in 1s")
+    reply = await call(
+        client, RequestCode.SEND_MESSAGE, send_fields("Later", 2, "DELAY\x011\x02TAGS\x01TagA\x02"), b"in 1s"
+    )
     assert reply.code == ResponseCode.SUCCESS, reply.remark
     assert reply.ext_fields["queueId"] == "2"
     sent = time.monotonic()
     early = await call(client, RequestCode.PULL_MESSAGE, pull_fields("Later", 2, 0))
     assert early.code == ResponseCode.PULL_NOT_FOUND, "a delayed message is never consumable early"
-    held = await call(client, RequestCode.PULL_MESSAGE, pull_fields("Later", 2, 0, sys_flag=6, suspend_ms=5000), timeout_s=10)
+    held = await call(
+        client, RequestCode.PULL_MESSAGE, pull_fields("Later", 2, 0, sys_flag=6, suspend_ms=5000), timeout_s=10
+    )
     waited = time.monotonic() - sent
     assert held.code == ResponseCode.SUCCESS
     [record] = list(rec.iter_records(bytes(held.body)))
