@@ -291,3 +291,30 @@ async def test_send_back_goes_to_retry_after_its_delay_and_to_dlq_past_the_limit
     assert topic is not None
     assert topic.perm == 2, "the DLQ is write-only"
     client.close()
+
+
+async def test_a_pull_parked_just_before_a_send_is_answered_at_once(running_broker: RunningBroker) -> None:
+    """A pull and a send in one TCP write: the send lands before the held pull starts waiting."""
+    import struct
+
+    from tidemq.protocol.remoting import RemotingCommand, encode_bytes
+
+    client = await open_client(running_broker.port)
+    await call(client, RequestCode.SEND_MESSAGE, send_fields("Race", 0), b"zero")
+    reader, writer = await asyncio.open_connection("127.0.0.1", running_broker.port)
+    pull = RemotingCommand.request(
+        RequestCode.PULL_MESSAGE, pull_fields("Race", 0, 1, sys_flag=6, suspend_ms=5000), opaque=1
+    )
+    send = RemotingCommand.request(RequestCode.SEND_MESSAGE, send_fields("Race", 0), b"one", opaque=2)
+    started = time.monotonic()
+    writer.write(encode_bytes(pull) + encode_bytes(send))
+    answered: dict[int, float] = {}
+    while len(answered) < 2:
+        (length,) = struct.unpack(">i", await asyncio.wait_for(reader.readexactly(4), 10))
+        frame = await reader.readexactly(length)
+        header_length = struct.unpack(">i", frame[:4])[0] & 0xFFFFFF
+        opaque = json.loads(frame[4 : 4 + header_length])["opaque"]
+        answered[opaque] = time.monotonic() - started
+    assert answered[1] < 1.0, f"the held pull waited {answered[1]:.2f}s for a message already stored"
+    writer.close()
+    client.close()

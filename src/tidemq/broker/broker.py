@@ -19,8 +19,9 @@ from tidemq.broker.durable_waits import DurableWaits
 from tidemq.broker.long_polling import PullHoldService
 from tidemq.broker.offsets import ConsumerOffsetManager
 from tidemq.broker.schedule import ScheduleService
+from tidemq.broker.stats import BrokerStats
 from tidemq.broker.subscription_groups import SubscriptionGroupManager
-from tidemq.broker.topics import TopicConfigManager
+from tidemq.broker.topics import PERM_READ, PERM_WRITE, TopicConfigManager
 from tidemq.store.message_store import MessageStore
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Broker:
         self.consumers = ConsumerManager(expiry_ms=config.channel_expired_timeout)
         self.producers = ProducerManager(expiry_ms=config.channel_expired_timeout)
         self.holds = PullHoldService()
+        self.stats = BrokerStats()
         self.schedule: ScheduleService | None = None
         self.durable = DurableWaits(self.store)
         self.locks: dict[tuple[str, str, str, int], tuple[str, float]] = {}
@@ -125,5 +127,13 @@ class Broker:
         self.producers.scan_expired()
 
     def register_body(self) -> tuple[dict[str, Any], dict[str, int]]:
-        """What REGISTER_BROKER carries: the topic table and its data version."""
-        return self.topics.serialize_wrapper()["topicConfigTable"], self.topics.data_version.to_json()
+        """What REGISTER_BROKER carries: the topic table and its data version.
+
+        A broker that is not readable and writable (``brokerPermission``) registers every topic with its
+        permission masked by the broker's, as RocketMQ's registerBrokerAll does, so routes steer clients away.
+        """
+        table = self.topics.serialize_wrapper()["topicConfigTable"]
+        broker_perm = self.config.broker_permission
+        if (broker_perm & (PERM_READ | PERM_WRITE)) != PERM_READ | PERM_WRITE:
+            table = {name: {**topic, "perm": topic["perm"] & broker_perm} for name, topic in table.items()}
+        return table, self.topics.data_version.to_json()

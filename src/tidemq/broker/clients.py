@@ -166,7 +166,11 @@ class ConsumerManager:
         return sorted(g for g, info in self.groups.items() if topic in info.subscriptions)
 
     def _notify(self, info: ConsumerGroupInfo) -> None:
-        if self.on_ids_changed is not None and info.clients:
+        # Not for broadcasting groups (RocketMQ 5.x does the same): every member reads every queue, so a member
+        # change cannot change an allocation, and the rebalance it triggers makes the Java client bump its
+        # subVersion and send a heartbeat that it skips if another one holds its heartbeat lock. Its pulls then
+        # get SUBSCRIPTION_NOT_LATEST until the next periodic heartbeat, 30 s later.
+        if self.on_ids_changed is not None and info.clients and info.message_model != "BROADCASTING":
             self.on_ids_changed(info.group, info.channels())
 
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from tidemq import __version__
-from tidemq.cli import broker_command, dev_command, namesrv_command, store_tool
+from tidemq.cli import bench_command, broker_command, dev_command, namesrv_command, store_tool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     namesrv_command.add_parser(commands)
     broker_command.add_parser(commands)
     store_tool.add_parser(commands)
+    bench_command.add_parser(commands)
     return parser
 
 

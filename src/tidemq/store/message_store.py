@@ -559,8 +559,8 @@ class MessageStore:
         if offset == max_offset:
             return GetResult(GetStatus.OFFSET_OVERFLOW_ONE, offset, min_offset, max_offset)
         if offset > max_offset:
-            next_offset = min_offset if min_offset == 0 else max_offset
-            return GetResult(GetStatus.OFFSET_OVERFLOW_BADLY, next_offset, min_offset, max_offset)
+            # RocketMQ 5 (and Apache 5.5 live) corrects to the max offset; 4.x answered the min when it was 0.
+            return GetResult(GetStatus.OFFSET_OVERFLOW_BADLY, max_offset, min_offset, max_offset)
         is_filtered = tag_codes is not None or record_filter is not None
         scan = MAX_SCAN_ENTRIES if is_filtered else max_count
         raw = queue.read_entries(offset, max(scan, max_count))

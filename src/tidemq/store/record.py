@@ -34,6 +34,7 @@ Total size = 91 + n + t + p. This module imports nothing from tidemq.
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from collections.abc import Iterator
@@ -322,9 +323,14 @@ def java_string_hash(text: str) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+@functools.lru_cache(maxsize=64)
+def _msg_id_prefix(host: str, port: int) -> str:
+    return (ipv4_bytes(host) + struct.pack(">i", port)).hex().upper()
+
+
 def offset_msg_id(host: str, port: int, physical_offset: int) -> str:
     """The broker's offset message id: store IPv4 + port + commit-log offset, 32 upper-case hex chars."""
-    return (ipv4_bytes(host) + struct.pack(">iq", port, physical_offset)).hex().upper()
+    return f"{_msg_id_prefix(host, port)}{physical_offset:016X}"
 
 
 def decode_offset_msg_id(msg_id: str) -> tuple[str, int, int]:

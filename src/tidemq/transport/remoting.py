@@ -34,6 +34,8 @@ RequestHandler = Callable[["RemotingChannel", RemotingCommand], HandlerResult]
 """Called on the loop for every request a peer sends."""
 
 _opaque_counter: Final = itertools.count(1)
+CORK_LIMIT_BYTES: Final = 256 * 1024
+"""Queued output past this is written at once rather than at the end of the loop pass."""
 
 
 def next_opaque() -> int:
@@ -58,6 +60,8 @@ class RemotingChannel(asyncio.Protocol):
         self._pending: dict[int, asyncio.Future[RemotingCommand]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
+        self._corked: list[bytes | memoryview] = []
+        self._corked_bytes = 0
         self.remote_address = ""
         self.local_address = ""
         self.close_callbacks: list[Callable[[RemotingChannel], None]] = []
@@ -84,6 +88,7 @@ class RemotingChannel(asyncio.Protocol):
         except ProtocolError as exc:
             log.warning("closing %s: %s", self.remote_address, exc)
             self.close()
+        self.flush()  # every reply answered inline above leaves in one writev
 
     def eof_received(self) -> bool | None:
         return None
@@ -155,15 +160,36 @@ class RemotingChannel(asyncio.Protocol):
     # -- our requests ----------------------------------------------------------------------------------
 
     def send(self, command: RemotingCommand) -> None:
-        """Write one command (no waiting)."""
+        """Queue one command; frames queued in one pass of the loop leave in one ``writelines`` (writev).
+
+        The flush runs at the end of ``data_received`` for inline replies, or from ``call_soon`` for frames
+        sent elsewhere (held pulls, notifications, client requests), or at once past :data:`CORK_LIMIT_BYTES`.
+        """
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         header, body = encode(command)
+        corked = self._corked
+        if not corked:
+            asyncio.get_running_loop().call_soon(self.flush)
+        corked.append(header)
+        self._corked_bytes += len(header)
         if body:
-            transport.writelines((header, body))
-        else:
-            transport.write(header)
+            corked.append(body)
+            self._corked_bytes += body.nbytes if isinstance(body, memoryview) else len(body)
+        if self._corked_bytes > CORK_LIMIT_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued frame now."""
+        corked = self._corked
+        if not corked:
+            return
+        self._corked = []
+        self._corked_bytes = 0
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.writelines(corked)
 
     async def request(self, command: RemotingCommand, timeout_s: float) -> RemotingCommand:
         """Send a request and wait for its response.
@@ -197,6 +223,7 @@ class RemotingChannel(asyncio.Protocol):
         return self._transport is None or self._transport.is_closing() or self._closed.is_set()
 
     def close(self) -> None:
+        self.flush()  # the transport writes out what it holds before it closes
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 

@@ -98,7 +98,7 @@ def handle_pull(
         else:
             hold_s = broker.config.short_polling_time_mills / 1000
         return _held(gateway, request, topic, queue_id, offset, max_count, tag_filter, hold_s)
-    return _response(request, result, code)
+    return _response(gateway, request, result, code)
 
 
 async def _held(
@@ -113,16 +113,15 @@ async def _held(
 ) -> RemotingCommand:
     deadline = time.monotonic() + hold_s
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not gateway.broker.is_running:
-            break
-        arrived = await gateway.broker.holds.wait_for_message(topic, queue_id, offset, remaining)
+        # Read again before every wait: this coroutine starts a loop pass after handle_pull's read, and a
+        # message stored in between would otherwise wake nobody. The read and the waiter's registration run
+        # without an await between them, so nothing can slip through.
         result = _get(gateway, topic, queue_id, offset, max_count, tag_filter)
         code = _code_for(result, offset)
-        if code != ResponseCode.PULL_NOT_FOUND or not arrived:
-            return _response(request, result, code)
-    result = _get(gateway, topic, queue_id, offset, max_count, tag_filter)
-    return _response(request, result, _code_for(result, offset))
+        remaining = deadline - time.monotonic()
+        if code != ResponseCode.PULL_NOT_FOUND or remaining <= 0 or not gateway.broker.is_running:
+            return _response(gateway, request, result, code)
+        await gateway.broker.holds.wait_for_message(topic, queue_id, offset, remaining)
 
 
 def _get(
@@ -143,7 +142,11 @@ def _code_for(result: GetResult, offset: int) -> int:
     return _PULL_CODES[status]
 
 
-def _response(request: RemotingCommand, result: GetResult, code: int) -> RemotingCommand:
+def _response(gateway: BrokerGateway, request: RemotingCommand, result: GetResult, code: int) -> RemotingCommand:
+    ext = request.ext_fields  # for the admin statistics (GET_CONSUME_STATS, GET_BROKER_RUNTIME_INFO)
+    gateway.broker.stats.record_pull(
+        ext["consumerGroup"], ext["topic"], int(ext["queueId"]), result.next_begin_offset, result.message_count
+    )
     fields = {
         "nextBeginOffset": str(result.next_begin_offset),
         "minOffset": str(result.min_offset),

@@ -151,6 +151,8 @@ def handle_send(
         born_host=gateway.host_of(channel),
         reconsume_times=integer(fields, "reconsumeTimes", 0),
     )
+    if result.status is PutStatus.PUT_OK:
+        broker.stats.record_put(topic, result.message_count)
     wait_store = "WAIT\x01false" not in properties
     if result.status is PutStatus.PUT_OK and wait_store and broker.config.flush_disk_type is FlushDiskType.SYNC_FLUSH:
         return _respond_when_durable(gateway, request, result, reply_queue_id)

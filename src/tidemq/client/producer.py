@@ -1,0 +1,406 @@
+"""The producer: ``send``, ``send_oneway`` and ``send_batch`` (Java's ``DefaultMQProducer``).
+
+::
+
+    async with Producer("PG_orders", "127.0.0.1:9876") as producer:
+        result = await producer.send("Orders", b"...", tags="created", keys=["order-17"])
+        print(result.msg_id, result.queue_id, result.queue_offset)
+
+How a send goes (``DefaultMQProducerImpl.sendDefaultImpl``):
+
+1. The topic's route comes from the name servers once, then from the cache (refreshed every 30 s). A topic they
+   do not know goes out with TBW102's route and the broker creates it (``_routes``).
+2. A queue is picked round robin over the writable queues of master brokers; each message gets a UNIQ_KEY.
+3. SEND_MESSAGE_V2 (310) with the single-letter header, or SEND_BATCH_MESSAGE (320) with a batch body, goes to
+   the broker on the one connection the client keeps to it; any number of sends share it (pipelined by opaque).
+4. Codes 0/10/11/12 are results (SEND_OK, FLUSH_DISK_TIMEOUT, SLAVE_NOT_AVAILABLE, FLUSH_SLAVE_TIMEOUT). A
+   retryable code (:data:`RETRYABLE_CODES`) or a failed connection is retried on the next queue of another
+   broker when there is one, up to ``retry_times_when_send_failed`` more times, all within ``send_timeout_s``;
+   a timeout is not retried (the time is spent). Other codes raise :class:`~tidemq.client.errors.BrokerError`
+   at once. Oneway sends and sends to an explicit queue are not retried, as in Java.
+
+The per-message path builds one properties string, one header dict and one command; no per-message tasks.
+State: the client instance (connections, routes, heartbeats) and the producer's settings, on the loop thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from tidemq.client._instance import LANGUAGE, ClientConfig, ClientInstance
+from tidemq.client._message import PROPERTY_WAIT_TRUE, Message, encode_batch, message_properties, new_uniq_key
+from tidemq.client._routes import AUTO_CREATE_TOPIC, MessageQueue, PublishInfo
+from tidemq.client.errors import BrokerError, ClientError, ConnectionFailedError, RequestTimeoutError
+from tidemq.errors import MessageIllegalError
+from tidemq.protocol.remoting import DEFAULT_VERSION, RemotingCommand, RequestCode, ResponseCode
+from tidemq.store import record as rec
+from tidemq.store.names import validate_group, validate_topic
+from tidemq.transport import next_opaque
+
+MAX_MESSAGE_SIZE: Final = 4 << 20
+"""The broker's default ``maxMessageSize`` (4 MiB); Java's producer checks bodies against the same number."""
+
+RETRYABLE_CODES: Final = frozenset(
+    {
+        ResponseCode.SYSTEM_ERROR,
+        ResponseCode.SYSTEM_BUSY,
+        ResponseCode.TOPIC_NOT_EXIST,
+        ResponseCode.SERVICE_NOT_AVAILABLE,
+        ResponseCode.NO_PERMISSION,
+        ResponseCode.NO_BUYER_ID,
+        ResponseCode.NOT_IN_CURRENT_UNIT,
+        ResponseCode.FLOW_CONTROL,
+        ResponseCode.GO_AWAY,
+    }
+)
+"""Codes worth another broker (``DefaultMQProducer.retryResponseCodes`` plus SYSTEM_BUSY and the 5.x ones)."""
+
+
+class SendStatus(enum.Enum):
+    """How far a sent message got (Java's ``SendStatus``); every status means the broker stored it."""
+
+    SEND_OK = "SEND_OK"
+    FLUSH_DISK_TIMEOUT = "FLUSH_DISK_TIMEOUT"
+    FLUSH_SLAVE_TIMEOUT = "FLUSH_SLAVE_TIMEOUT"
+    SLAVE_NOT_AVAILABLE = "SLAVE_NOT_AVAILABLE"
+
+
+_STATUS_BY_CODE: Final[dict[int, SendStatus]] = {
+    ResponseCode.SUCCESS: SendStatus.SEND_OK,
+    ResponseCode.FLUSH_DISK_TIMEOUT: SendStatus.FLUSH_DISK_TIMEOUT,
+    ResponseCode.FLUSH_SLAVE_TIMEOUT: SendStatus.FLUSH_SLAVE_TIMEOUT,
+    ResponseCode.SLAVE_NOT_AVAILABLE: SendStatus.SLAVE_NOT_AVAILABLE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the broker said about a stored message (Java's ``SendResult``).
+
+    Attributes:
+        status: SEND_OK, or a durability warning (the message is stored either way).
+        msg_id: the UNIQ_KEY the producer gave the message, the id users see; for a batch, the ids joined by
+            commas.
+        offset_msg_id: the broker's id (store host + commit-log offset; comma-joined for a batch).
+        queue_id: the queue the message went to.
+        queue_offset: its offset in that queue (the first message's, for a batch).
+        broker_name: the broker that stored it.
+    """
+
+    status: SendStatus
+    msg_id: str
+    offset_msg_id: str
+    queue_id: int
+    queue_offset: int
+    broker_name: str
+
+
+@dataclass(frozen=True)
+class ProducerConfig:
+    """Producer settings; the defaults are Java's ``DefaultMQProducer`` ones.
+
+    Attributes:
+        send_timeout_s: the whole budget of one send, retries included (``sendMsgTimeout``, 3 s).
+        retry_times_when_send_failed: extra attempts of a synchronous send (2).
+        default_topic_queue_nums: queues asked for when a send creates a topic (``defaultTopicQueueNums``, 4).
+        compress_msg_body_over_bytes: bodies larger than this are zlib-compressed (4096; batches never are).
+        max_message_size: the largest body (or batch body) accepted (4 MiB, the broker's default).
+        client: connection, heartbeat and route settings.
+    """
+
+    send_timeout_s: float = 3.0
+    retry_times_when_send_failed: int = 2
+    default_topic_queue_nums: int = 4
+    compress_msg_body_over_bytes: int = 4096
+    max_message_size: int = MAX_MESSAGE_SIZE
+    client: ClientConfig = field(default_factory=ClientConfig)
+
+
+class Producer:
+    """Sends messages to the brokers of a name server's cluster.
+
+    Args:
+        group: the producer group (shows in the broker's producer table; transactions use it).
+        namesrv_addr: name servers, ``"host:port;host:port"``.
+        config: settings; the defaults suit most uses.
+
+    Raises:
+        IllegalNameError: ``group`` breaks RocketMQ's naming rules.
+        ValueError: ``namesrv_addr`` names no server.
+    """
+
+    def __init__(self, group: str, namesrv_addr: str, *, config: ProducerConfig | None = None) -> None:
+        validate_group(group)
+        self.group = group
+        self.config = config or ProducerConfig()
+        self._instance = ClientInstance(namesrv_addr, self.config.client)
+        self._routes = self._instance.routes
+        self._pool = self._instance.pool
+        self._checked_topics: set[str] = set()
+        self._queue_nums_text = str(self.config.default_topic_queue_nums)
+
+    @property
+    def client_id(self) -> str:
+        return self._instance.client_id
+
+    async def start(self) -> None:
+        """Start heartbeats and route refreshes; connections open on first use."""
+        self._instance.producer_groups.add(self.group)
+        await self._instance.start()
+
+    async def close(self) -> None:
+        """Unregister from the brokers and close the connections; sends in flight fail."""
+        await self._instance.close()
+
+    async def __aenter__(self) -> Producer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def queues(self, topic: str) -> list[MessageQueue]:
+        """The queues a send to ``topic`` picks from (TBW102's shape for a topic not created yet).
+
+        Raises:
+            NoRouteError: no route for the topic, nor TBW102 to create it from.
+            ClientError: no name server answered.
+        """
+        self._instance.check_running()
+        return [queue for queue, _ in (await self._publish_info(topic)).targets]
+
+    # -- sending ---------------------------------------------------------------------------------------------
+
+    async def send(
+        self,
+        topic: str,
+        body: bytes | str,
+        *,
+        tags: str | None = None,
+        keys: str | Sequence[str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        queue_id: int | None = None,
+        broker_name: str | None = None,
+        delay_level: int = 0,
+    ) -> SendResult:
+        """Send one message and wait until the broker stored it.
+
+        Args:
+            topic: where to; created by the broker on first use when it allows auto-creation.
+            body: the payload (a ``str`` is sent as UTF-8).
+            tags: one tag, for consumer-side filtering.
+            keys: business keys (a ``str`` is one key), indexed for queries.
+            properties: user properties (RocketMQ's reserved names are refused).
+            queue_id: send to this queue instead of round robin (no retries then).
+            broker_name: with ``queue_id``, the broker of that queue when several have it.
+            delay_level: 1..18 delays delivery by RocketMQ's level table (1 s ... 2 h); 0 is none.
+
+        Raises:
+            IllegalNameError: a bad topic name.
+            MessageIllegalError: empty or too large body, bad property.
+            NoRouteError: no route for the topic, nor TBW102 to create it from.
+            BrokerError: the broker refused it (``code``, ``remark``), after retries when retryable.
+            ConnectionFailedError: no broker could be reached, after retries.
+            RequestTimeoutError: no answer within ``send_timeout_s``.
+            ClientStateError: the producer is not started or is closed.
+        """
+        self._instance.check_running()
+        if topic not in self._checked_topics:
+            self._check_topic(topic)
+        payload, sys_flag = self._payload(body)
+        uniq_key = new_uniq_key()
+        properties_text = message_properties(uniq_key, tags, keys, properties, delay_level=delay_level)
+        return await self._send(
+            RequestCode.SEND_MESSAGE_V2, topic, payload, properties_text, sys_flag, uniq_key, queue_id, broker_name
+        )
+
+    async def send_oneway(
+        self,
+        topic: str,
+        body: bytes | str,
+        *,
+        tags: str | None = None,
+        keys: str | Sequence[str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        queue_id: int | None = None,
+        broker_name: str | None = None,
+    ) -> None:
+        """Send one message without waiting for the broker (no result, no retries).
+
+        Arguments and errors are those of :meth:`send`, minus everything that needs a reply: only a connection
+        that cannot be opened, or a socket that stays full for ``send_timeout_s``, is reported. The call waits
+        while the socket's buffer is above its high-water mark, so a fast loop of oneway sends cannot queue
+        without bound.
+        """
+        self._instance.check_running()
+        if topic not in self._checked_topics:
+            self._check_topic(topic)
+        payload, sys_flag = self._payload(body)
+        properties_text = message_properties(new_uniq_key(), tags, keys, properties)
+        info = await self._publish_info(topic)
+        queue, addr = info.select() if queue_id is None else info.target(queue_id, broker_name)
+        request = self._request(RequestCode.SEND_MESSAGE_V2, topic, queue, payload, properties_text, sys_flag)
+        request.flag = 2  # oneway: the broker does not answer
+        await self._pool.invoke_oneway(addr, request, self.config.send_timeout_s)
+
+    async def send_batch(
+        self,
+        topic: str,
+        messages: Iterable[Message | bytes],
+        *,
+        queue_id: int | None = None,
+        broker_name: str | None = None,
+    ) -> SendResult:
+        """Send several messages to one queue in one request (SEND_BATCH_MESSAGE); they get consecutive offsets.
+
+        Args:
+            topic: the topic of every message.
+            messages: :class:`Message` objects, or plain bodies.
+            queue_id: the queue to use instead of round robin (no retries then).
+            broker_name: with ``queue_id``, the broker of that queue.
+
+        Returns:
+            One result: ``msg_id`` holds every UNIQ_KEY joined by commas, ``queue_offset`` the first offset.
+
+        Raises:
+            MessageIllegalError: no messages, an empty body, or a batch body above ``max_message_size``.
+            And the errors of :meth:`send`.
+        """
+        self._instance.check_running()
+        if topic not in self._checked_topics:
+            self._check_topic(topic)
+        entries: list[tuple[bytes, str, int]] = []
+        ids: list[str] = []
+        for message in messages:
+            item = message if isinstance(message, Message) else Message(message)
+            if not item.body:
+                raise MessageIllegalError("a message of the batch has an empty body")
+            uniq_key = new_uniq_key()
+            ids.append(uniq_key)
+            entries.append(
+                (bytes(item.body), message_properties(uniq_key, item.tags, item.keys, item.properties), item.flag)
+            )
+        if not entries:
+            raise MessageIllegalError("the batch is empty")
+        batch_body = encode_batch(entries)
+        if len(batch_body) > self.config.max_message_size:
+            raise MessageIllegalError(
+                f"the batch body is {len(batch_body)} bytes, more than the limit of {self.config.max_message_size}"
+            )
+        return await self._send(
+            RequestCode.SEND_BATCH_MESSAGE,
+            topic,
+            batch_body,
+            PROPERTY_WAIT_TRUE,
+            0,
+            ",".join(ids),
+            queue_id,
+            broker_name,
+        )
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _check_topic(self, topic: str) -> None:
+        validate_topic(topic)
+        if topic == AUTO_CREATE_TOPIC:
+            raise MessageIllegalError(f"the topic {AUTO_CREATE_TOPIC} is the auto-create template, not for messages")
+        if len(topic.encode()) > rec.MAX_TOPIC_BYTES:
+            raise MessageIllegalError(f"the topic is longer than {rec.MAX_TOPIC_BYTES} bytes")
+        self._checked_topics.add(topic)
+
+    def _payload(self, body: bytes | str) -> tuple[bytes, int]:
+        """The body as sent and its sysFlag: compressed (bit 0) above ``compress_msg_body_over_bytes``."""
+        payload = body.encode() if isinstance(body, str) else bytes(body)
+        size = len(payload)
+        if not size:
+            raise MessageIllegalError("the message body is empty")
+        if size > self.config.max_message_size:
+            raise MessageIllegalError(
+                f"the message body is {size} bytes, more than the limit of {self.config.max_message_size}"
+            )
+        if size > self.config.compress_msg_body_over_bytes:
+            compressed = zlib.compress(payload, 5)  # Java's and the C++ client's level
+            if len(compressed) < size:
+                return compressed, rec.SYSFLAG_COMPRESSED
+        return payload, 0
+
+    async def _publish_info(self, topic: str) -> PublishInfo:
+        info = self._routes.cached_publish_info(topic)
+        if info is None:
+            info = await self._routes.publish_info(topic, self.config.default_topic_queue_nums)
+        return info
+
+    def _request(
+        self, code: int, topic: str, queue: MessageQueue, body: bytes, properties: str, sys_flag: int
+    ) -> RemotingCommand:
+        """SendMessageRequestHeaderV2, single-letter fields (spec 3.2)."""
+        fields = {
+            "a": self.group,
+            "b": topic,
+            "c": AUTO_CREATE_TOPIC,
+            "d": self._queue_nums_text,
+            "e": str(queue.queue_id),
+            "f": str(sys_flag),
+            "g": str(time.time_ns() // 1_000_000),
+            "h": "0",
+            "i": properties,
+            "j": "0",
+            "k": "false",
+            "m": "true" if code == RequestCode.SEND_BATCH_MESSAGE else "false",
+        }
+        return RemotingCommand(code, LANGUAGE, DEFAULT_VERSION, next_opaque(), 0, None, fields, body)
+
+    async def _send(
+        self,
+        code: int,
+        topic: str,
+        body: bytes,
+        properties: str,
+        sys_flag: int,
+        msg_id: str,
+        queue_id: int | None,
+        broker_name: str | None,
+    ) -> SendResult:
+        info = await self._publish_info(topic)
+        timeout_s = self.config.send_timeout_s
+        deadline = time.monotonic() + timeout_s
+        attempts = 1 if queue_id is not None else 1 + max(0, self.config.retry_times_when_send_failed)
+        avoid: str | None = None
+        last_error: ClientError | None = None
+        for attempt in range(attempts):
+            queue, addr = info.select(avoid) if queue_id is None else info.target(queue_id, broker_name)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            request = self._request(code, topic, queue, body, properties, sys_flag)
+            try:
+                response = await self._pool.invoke(addr, request, remaining)
+            except ConnectionFailedError as exc:
+                last_error, avoid = exc, queue.broker_name
+                continue
+            status = _STATUS_BY_CODE.get(response.code)
+            if status is not None:
+                fields = response.ext_fields
+                return SendResult(
+                    status,
+                    msg_id,
+                    fields.get("msgId", ""),
+                    int(fields.get("queueId", queue.queue_id)),
+                    int(fields.get("queueOffset", -1)),
+                    queue.broker_name,
+                )
+            error = BrokerError(response.code, response.remark, addr)
+            if response.code not in RETRYABLE_CODES or attempt + 1 == attempts:
+                if attempt:
+                    error.add_note(f"send to topic {topic} failed {attempt + 1} times")
+                raise error
+            last_error, avoid = error, queue.broker_name
+        if last_error is None:
+            raise RequestTimeoutError(info.targets[0][1] if info.targets else "?", timeout_s, "send")
+        last_error.add_note(f"send to topic {topic} failed after {attempt + 1} attempts within {timeout_s} s")
+        raise last_error
