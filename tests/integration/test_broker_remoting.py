@@ -318,3 +318,31 @@ async def test_a_pull_parked_just_before_a_send_is_answered_at_once(running_brok
     assert answered[1] < 1.0, f"the held pull waited {answered[1]:.2f}s for a message already stored"
     writer.close()
     client.close()
+
+
+async def test_sql92_filter_runs_at_the_broker(running_broker: RunningBroker) -> None:
+    client = await open_client(running_broker.port)
+    for i in range(6):
+        props = f"TAGS\x01Tag{i % 2}\x02a\x01{i}\x02region\x01{'eu' if i < 3 else 'us'}\x02"
+        await call(client, RequestCode.SEND_MESSAGE, send_fields("Sql", 0, props), b"m%d" % i)
+    fields = pull_fields("Sql", 0, 0, subscription="a >= 2 AND region = 'eu' OR TAGS = 'Tag1' AND a > 4")
+    fields["expressionType"] = "SQL92"
+    reply = await call(client, RequestCode.PULL_MESSAGE, fields)
+    assert reply.code == ResponseCode.SUCCESS
+    assert [r.body for r in rec.iter_records(bytes(reply.body))] == [b"m2", b"m5"]
+    assert reply.ext_fields["nextBeginOffset"] == "6"
+    fields["subscription"] = "a >= AND"
+    bad = await call(client, RequestCode.PULL_MESSAGE, fields)
+    assert bad.code == ResponseCode.SUBSCRIPTION_PARSE_FAILED
+    assert "expected a value" in (bad.remark or "")
+    check = {
+        "clientId": "c",
+        "group": "G",
+        "subscriptionData": {"topic": "Sql", "subString": "a >", "expressionType": "SQL92"},
+    }
+    refused = await call(client, RequestCode.CHECK_CLIENT_CONFIG, {}, json.dumps(check).encode())
+    assert refused.code == ResponseCode.SUBSCRIPTION_PARSE_FAILED
+    check["subscriptionData"]["subString"] = "a > 1"  # type: ignore[index]
+    accepted = await call(client, RequestCode.CHECK_CLIENT_CONFIG, {}, json.dumps(check).encode())
+    assert accepted.code == ResponseCode.SUCCESS
+    client.close()

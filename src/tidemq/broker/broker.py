@@ -22,6 +22,7 @@ from tidemq.broker.schedule import ScheduleService
 from tidemq.broker.stats import BrokerStats
 from tidemq.broker.subscription_groups import SubscriptionGroupManager
 from tidemq.broker.topics import PERM_READ, PERM_WRITE, TopicConfigManager
+from tidemq.broker.transactions import Checker, CheckRequest, TransactionService, TransactionSettings
 from tidemq.store.message_store import MessageStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class Broker:
         self.holds = PullHoldService()
         self.stats = BrokerStats()
         self.schedule: ScheduleService | None = None
+        self.transactions: TransactionService | None = None
+        self.transaction_checker: Checker | None = None
+        """Set by the gateway: sends CHECK_TRANSACTION_STATE to a producer of the group."""
         self.durable = DurableWaits(self.store)
         self.locks: dict[tuple[str, str, str, int], tuple[str, float]] = {}
         """(group, topic, broker name, queue id) -> (client id, last renewal, loop time): LOCK_BATCH_MQ."""
@@ -86,11 +90,26 @@ class Broker:
         self.schedule.load()
         self.store.arrival_listeners.append(self.schedule.on_arrival)
         self.schedule.start()
+        self.transactions = TransactionService(
+            self.store,
+            config.store_path_root_dir / "config",
+            TransactionSettings(
+                check_interval_s=config.transaction_check_interval / 1000,
+                timeout_ms=config.transaction_time_out,
+                check_max=config.transaction_check_max,
+            ),
+            self._check_transaction,
+        )
+        self.transactions.load()
+        self.transactions.start()
         self._tasks.append(
             asyncio.create_task(self._every(config.flush_consumer_offset_interval / 1000, self._persist_offsets))
         )
         self._tasks.append(asyncio.create_task(self._every(10.0, self._scan_clients)))
         self.is_running = True
+
+    def _check_transaction(self, request: CheckRequest) -> bool:
+        return self.transaction_checker is not None and self.transaction_checker(request)
 
     async def close(self) -> None:
         if not self.is_running:
@@ -106,6 +125,8 @@ class Broker:
         self.durable.release_all()
         if self.schedule is not None:
             await self.schedule.close()
+        if self.transactions is not None:
+            await self.transactions.close()
         self.offsets.persist(force=True)
         self.subscription_groups.persist()
         self.topics.persist()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from tidemq.broker.filters import TagFilter, parse_tag_expression
+from tidemq.broker.filters import MessageFilter, TagFilter, build_filter
 
 
 @dataclass(slots=True)
@@ -33,24 +33,28 @@ class Subscription:
     expression: str
     expression_type: str
     sub_version: int
-    tag_filter: TagFilter
+    tag_filter: MessageFilter
 
     def to_json(self) -> dict[str, object]:
         return {
             "classFilterMode": False,
             "topic": self.topic,
             "subString": self.expression,
-            "tagsSet": sorted(self.tag_filter.tags),
-            "codeSet": sorted(self.tag_filter.codes),
+            "tagsSet": sorted(self.tag_filter.tags) if isinstance(self.tag_filter, TagFilter) else [],
+            "codeSet": sorted(self.tag_filter.codes) if isinstance(self.tag_filter, TagFilter) else [],
             "subVersion": self.sub_version,
             "expressionType": self.expression_type,
         }
 
 
 def make_subscription(topic: str, expression: str, expression_type: str = "TAG", sub_version: int = 0) -> Subscription:
-    """Build a subscription; TAG expressions are parsed here (tag hashes are always computed by us)."""
-    tag_filter = parse_tag_expression(expression if expression_type.upper() == "TAG" else "*")
-    return Subscription(topic, expression or "*", expression_type.upper() or "TAG", sub_version, tag_filter)
+    """Build a subscription; TAG expressions are parsed here (tag hashes are always computed by us).
+
+    Raises:
+        SqlFilterError: a malformed SQL92 expression.
+    """
+    kind = expression_type.upper() or "TAG"
+    return Subscription(topic, expression or "*", kind, sub_version, build_filter(expression, kind))
 
 
 @dataclass(slots=True)

@@ -31,6 +31,11 @@ class BrokerConfig:
         listen_port: the client port (10911); the VIP channel listens on ``listen_port - 2``.
         long_polling_enable: hold pulls with nothing new up to the client's suspend timeout.
         short_polling_time_mills: the hold when long polling is off (RocketMQ's 1 s).
+        enable_property_filter: accept SQL92 subscriptions (``enablePropertyFilter``). On by default here —
+            RocketMQ ships it off — since filtering at the broker is cheap and what SQL92 users expect.
+        transaction_time_out / transaction_check_max / transaction_check_interval: when an unresolved half
+            message is first checked (6 s), how many checks before it is discarded (15), how often the
+            check pass runs (60 s) — RocketMQ's keys and defaults.
     """
 
     broker_cluster_name: str = "DefaultCluster"
@@ -66,7 +71,10 @@ class BrokerConfig:
     channel_expired_timeout: int = 120_000
     notify_consumer_ids_changed_enable: bool = True
     broker_permission: int = 6
-    enable_property_filter: bool = False
+    enable_property_filter: bool = True
+    transaction_time_out: int = 6000
+    transaction_check_max: int = 15
+    transaction_check_interval: int = 60_000
     max_pull_msgs: int = 32
     vip_channel_enable: bool = True
 

@@ -50,3 +50,58 @@ def _record_tag(record: memoryview) -> str | None:
     properties_length = int.from_bytes(record[position : position + 2], "big", signed=True)
     properties = bytes(record[position + 2 : position + 2 + properties_length]).decode("utf-8", "replace")
     return rec.find_property(properties, rec.PROPERTY_TAGS)
+
+
+class SqlFilter:
+    """A compiled SQL92 expression over a record's properties (RocketMQ's ExpressionType.SQL92).
+
+    No consume-queue prefilter applies (the tag hash says nothing about other properties), so every candidate
+    record's properties are decoded once and the predicate runs at the broker: unmatched messages never
+    cross the network.
+    """
+
+    __slots__ = ("expression", "predicate")
+
+    matches_all = False
+    codes: frozenset[int] | None = None
+
+    def __init__(self, expression: str) -> None:
+        from tidemq.broker.sql_filter import compile_sql
+
+        self.expression = expression
+        self.predicate = compile_sql(expression)
+
+    def matches_record(self, record: memoryview) -> bool:
+        return self.predicate(_record_properties(record))
+
+
+MessageFilter = TagFilter | SqlFilter
+_SQL_CACHE: dict[str, SqlFilter] = {}
+
+
+def build_filter(expression: str | None, expression_type: str | None) -> MessageFilter:
+    """The filter for a subscription. Compiled SQL filters are shared by expression text.
+
+    Raises:
+        SqlFilterError: a malformed SQL92 expression.
+    """
+    kind = (expression_type or "TAG").upper()
+    if kind != "SQL92":
+        return parse_tag_expression(expression)
+    text = expression or ""
+    found = _SQL_CACHE.get(text)
+    if found is None:
+        found = SqlFilter(text)
+        if len(_SQL_CACHE) > 10_000:
+            _SQL_CACHE.clear()
+        _SQL_CACHE[text] = found
+    return found
+
+
+def _record_properties(record: memoryview) -> dict[str, str]:
+    body_length = int.from_bytes(record[rec.OFFSET_BODY_LENGTH : rec.OFFSET_BODY_LENGTH + 4], "big", signed=True)
+    position = rec.HEAD_SIZE + body_length
+    position += 1 + record[position]
+    properties_length = int.from_bytes(record[position : position + 2], "big", signed=True)
+    text = bytes(record[position + 2 : position + 2 + properties_length]).decode("utf-8", "replace")
+    return rec.parse_properties(text)

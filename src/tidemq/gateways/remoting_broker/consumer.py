@@ -7,11 +7,14 @@ and zeros in codeSet (spec 3.4) — tag hashes are always recomputed here from t
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from tidemq.broker.clients import ClientInfo, make_subscription
+from tidemq.broker.clients import ClientInfo, Subscription, make_subscription
+from tidemq.broker.filters import build_filter
 from tidemq.broker.schedule import PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC
+from tidemq.broker.sql_filter import SqlFilterError
 from tidemq.broker.topics import DLQ_GROUP_TOPIC_PREFIX, PERM_READ, PERM_WRITE, RETRY_GROUP_TOPIC_PREFIX
 from tidemq.gateways.remoting_broker.common import BadRequest, error, integer, ok, text
 from tidemq.protocol.remoting import RemotingCommand, ResponseCode, dumps_compact, loads_lenient
@@ -21,6 +24,8 @@ from tidemq.store.tag_codes import SCHEDULE_TOPIC
 if TYPE_CHECKING:
     from tidemq.gateways.remoting_broker.gateway import BrokerGateway
     from tidemq.transport import RemotingChannel
+
+log = logging.getLogger(__name__)
 
 CONSUME_TYPES: Final = ("CONSUME_ACTIVELY", "CONSUME_PASSIVELY", "CONSUME_POP")
 MESSAGE_MODELS: Final = ("BROADCASTING", "CLUSTERING")
@@ -74,16 +79,7 @@ def handle_heartbeat(gateway: BrokerGateway, channel: RemotingChannel, request: 
             broker.topics.create_system_like(
                 RETRY_GROUP_TOPIC_PREFIX + group, group_config.retry_queue_nums, PERM_READ | PERM_WRITE
             )
-        subscriptions = [
-            make_subscription(
-                str(sub.get("topic") or ""),
-                str(sub.get("subString") or "*"),
-                str(sub.get("expressionType") or "TAG"),
-                int(sub.get("subVersion") or 0),
-            )
-            for sub in consumer.get("subscriptionDataSet") or []
-            if sub.get("topic")
-        ]
+        subscriptions = _subscriptions(group, consumer.get("subscriptionDataSet") or [])
         info = ClientInfo(client_id, channel, channel.remote_address, request.language, request.version, now_ms)
         broker.consumers.register(
             group,
@@ -100,6 +96,49 @@ def handle_heartbeat(gateway: BrokerGateway, channel: RemotingChannel, request: 
             broker.producers.register(
                 group, ClientInfo(client_id, channel, channel.remote_address, request.language, request.version, now_ms)
             )
+    return ok(request)
+
+
+def _subscriptions(group: str, entries: list[Any]) -> list[Subscription]:
+    """Heartbeat subscriptions; one whose SQL92 does not compile is left out (its pulls then get
+    SUBSCRIPTION_NOT_EXIST) and logged, as the client was told at CHECK_CLIENT_CONFIG."""
+    found: list[Subscription] = []
+    for sub in entries:
+        if not isinstance(sub, dict) or not sub.get("topic"):
+            continue
+        try:
+            found.append(
+                make_subscription(
+                    str(sub["topic"]),
+                    str(sub.get("subString") or "*"),
+                    str(sub.get("expressionType") or "TAG"),
+                    int(sub.get("subVersion") or 0),
+                )
+            )
+        except (SqlFilterError, ValueError) as exc:
+            log.warning("group %s: ignoring the subscription to %s: %s", group, sub.get("topic"), exc)
+    return found
+
+
+def handle_check_client_config(
+    gateway: BrokerGateway, channel: RemotingChannel, request: RemotingCommand
+) -> RemotingCommand:
+    """CHECK_CLIENT_CONFIG (46): the Java client validates a SQL92 subscription before it starts."""
+    data = _json_body(request)
+    subscription = data.get("subscriptionData") or {}
+    kind = str(subscription.get("expressionType") or "TAG").upper()
+    if kind == "TAG":
+        return ok(request)
+    if kind != "SQL92":
+        return error(request, ResponseCode.SYSTEM_ERROR, f"the expression type {kind} is not supported")
+    if not gateway.broker.config.enable_property_filter:
+        return error(
+            request, ResponseCode.SYSTEM_ERROR, "The broker does not support consumer to filter message by SQL92"
+        )
+    try:
+        build_filter(str(subscription.get("subString") or ""), kind)
+    except SqlFilterError as exc:
+        return error(request, ResponseCode.SUBSCRIPTION_PARSE_FAILED, f"The SQL expression is illegal: {exc}")
     return ok(request)
 
 
@@ -135,6 +174,11 @@ def handle_query_consumer_offset(
         return ok(request, {"offset": str(offset)})
     # RocketMQ: a group that never committed on a queue still starting at 0 begins at 0; else the client
     # decides from its consumeFromWhere.
+    if fields.get("setZeroIfNotFound", "").lower() == "false":
+        # RocketMQ 5: the client asked not to be placed at 0; it applies its consumeFromWhere instead.
+        return error(
+            request, ResponseCode.QUERY_NOT_FOUND, "Not found, do not set to zero, maybe this group boot first"
+        )
     if gateway.broker.store.get_min_offset(topic, queue_id) <= 0 or fields.get("setZeroIfNotFound") == "true":
         return ok(request, {"offset": "0"})
     return error(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Final
 
 from tidemq.broker.broker import Broker
-from tidemq.gateways.remoting_broker import admin, consumer, pull, query, send
+from tidemq.gateways.remoting_broker import admin, consumer, pull, query, send, transaction
 from tidemq.gateways.remoting_broker.common import BadRequest
 from tidemq.protocol.remoting import RemotingCommand, RequestCode, ResponseCode
 from tidemq.transport import RemotingChannel, RemotingServer, next_opaque
@@ -36,6 +36,8 @@ BASE_HANDLERS: Final[dict[int, Handler]] = {
     RequestCode.LOCK_BATCH_MQ: consumer.handle_lock_batch,
     RequestCode.UNLOCK_BATCH_MQ: consumer.handle_unlock_batch,
     RequestCode.CONSUMER_SEND_MSG_BACK: consumer.handle_send_back,
+    RequestCode.CHECK_CLIENT_CONFIG: consumer.handle_check_client_config,
+    RequestCode.END_TRANSACTION: transaction.handle_end_transaction,
     RequestCode.GET_MAX_OFFSET: query.handle_get_max_offset,
     RequestCode.GET_MIN_OFFSET: query.handle_get_min_offset,
     RequestCode.SEARCH_OFFSET_BY_TIMESTAMP: query.handle_search_offset,
@@ -66,6 +68,7 @@ class BrokerGateway:
         self.store_host = (broker.config.broker_ip1, broker.config.listen_port)
         self._hosts: dict[str, tuple[str, int]] = {}
         broker.consumers.on_ids_changed = self._notify_ids_changed
+        broker.transaction_checker = lambda check: transaction.send_transaction_check(self, check)
 
     async def start(self, *, serving: bool = True) -> None:
         """Bind the ports; with ``serving=False`` connections are refused until :meth:`start_serving`."""

@@ -10,7 +10,8 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
-from tidemq.broker.filters import TagFilter, parse_tag_expression
+from tidemq.broker.filters import MessageFilter, build_filter
+from tidemq.broker.sql_filter import SqlFilterError
 from tidemq.broker.topics import PERM_READ
 from tidemq.gateways.remoting_broker.common import error, integer, text
 from tidemq.protocol.remoting import RemotingCommand, ResponseCode
@@ -70,13 +71,16 @@ def handle_pull(
         )
     if sys_flag & FLAG_SUBSCRIPTION:
         expression_type = fields.get("expressionType", "TAG").upper() or "TAG"
-        if expression_type != "TAG":
+        if expression_type == "SQL92" and not broker.config.enable_property_filter:
             return error(
-                request,
-                ResponseCode.SUBSCRIPTION_PARSE_FAILED,
-                f"the broker does not support {expression_type} filtering yet",
+                request, ResponseCode.SYSTEM_ERROR, "The broker does not support consumer to filter message by SQL92"
             )
-        tag_filter = parse_tag_expression(fields.get("subscription"))
+        try:
+            tag_filter = build_filter(fields.get("subscription"), expression_type)
+        except SqlFilterError as exc:
+            return error(
+                request, ResponseCode.SUBSCRIPTION_PARSE_FAILED, f"parse the consumer's subscription failed: {exc}"
+            )
     else:
         subscription = broker.consumers.find_subscription(group, topic)
         if subscription is None:
@@ -108,7 +112,7 @@ async def _held(
     queue_id: int,
     offset: int,
     max_count: int,
-    tag_filter: TagFilter,
+    tag_filter: MessageFilter,
     hold_s: float,
 ) -> RemotingCommand:
     deadline = time.monotonic() + hold_s
@@ -125,7 +129,7 @@ async def _held(
 
 
 def _get(
-    gateway: BrokerGateway, topic: str, queue_id: int, offset: int, max_count: int, tag_filter: TagFilter
+    gateway: BrokerGateway, topic: str, queue_id: int, offset: int, max_count: int, tag_filter: MessageFilter
 ) -> GetResult:
     if tag_filter.matches_all:
         return gateway.broker.store.get_messages(topic, queue_id, offset, max_count)

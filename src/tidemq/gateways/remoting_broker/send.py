@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from tidemq.broker.schedule import PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC
 from tidemq.broker.topics import PERM_READ, PERM_WRITE, RETRY_GROUP_TOPIC_PREFIX
+from tidemq.broker.transactions import HALF_TOPIC, half_properties
 from tidemq.errors import IllegalNameError
 from tidemq.gateways.remoting_broker.common import BadRequest, boolean, error, integer, text
 from tidemq.protocol.remoting import RemotingCommand, RequestCode, ResponseCode
@@ -136,7 +137,13 @@ def handle_send(
     properties = fields.get("properties", "")
     sys_flag = integer(fields, "sysFlag", 0)
     reply_queue_id = queue_id
-    if not is_batch and "DELAY\x01" in properties:
+    transaction_id = ""
+    if not is_batch and sys_flag & rec.SYSFLAG_TRANSACTION_MASK == rec.SYSFLAG_TRANSACTION_PREPARED:
+        # A transaction's half message: kept aside in RMQ_SYS_TRANS_HALF_TOPIC until END_TRANSACTION.
+        properties = half_properties(properties, topic, queue_id)
+        topic, queue_id = HALF_TOPIC, 0
+        transaction_id = rec.find_property(properties, rec.PROPERTY_UNIQ_KEY) or ""
+    elif not is_batch and "DELAY\x01" in properties:
         topic, queue_id, properties = _schedule(broker, topic, queue_id, properties, sys_flag)
     if is_batch:
         messages = decode_batch(request.body)
@@ -155,12 +162,12 @@ def handle_send(
         broker.stats.record_put(topic, result.message_count)
     wait_store = "WAIT\x01false" not in properties
     if result.status is PutStatus.PUT_OK and wait_store and broker.config.flush_disk_type is FlushDiskType.SYNC_FLUSH:
-        return _respond_when_durable(gateway, request, result, reply_queue_id)
-    return _response(gateway, request, result, reply_queue_id)
+        return _respond_when_durable(gateway, request, result, reply_queue_id, transaction_id)
+    return _response(gateway, request, result, reply_queue_id, transaction_id)
 
 
 async def _respond_when_durable(
-    gateway: BrokerGateway, request: RemotingCommand, result: PutResult, queue_id: int
+    gateway: BrokerGateway, request: RemotingCommand, result: PutResult, queue_id: int, transaction_id: str
 ) -> RemotingCommand:
     timeout_s = gateway.broker.config.sync_flush_timeout / 1000
     if not await gateway.broker.durable.wait(result.end_offset, timeout_s):
@@ -171,7 +178,7 @@ async def _respond_when_durable(
             result.message_count,
             physical_offsets=result.physical_offsets,
         )
-    return _response(gateway, request, result, queue_id)
+    return _response(gateway, request, result, queue_id, transaction_id)
 
 
 def _schedule(broker: Broker, topic: str, queue_id: int, properties: str, sys_flag: int) -> tuple[str, int, str]:
@@ -192,20 +199,21 @@ def _schedule(broker: Broker, topic: str, queue_id: int, properties: str, sys_fl
     return SCHEDULE_TOPIC, level - 1, rec.encode_properties(pairs)
 
 
-def _response(gateway: BrokerGateway, request: RemotingCommand, result: PutResult, queue_id: int) -> RemotingCommand:
+def _response(
+    gateway: BrokerGateway, request: RemotingCommand, result: PutResult, queue_id: int, transaction_id: str = ""
+) -> RemotingCommand:
     code = _STATUS_CODES[result.status]
     if result.status not in (PutStatus.PUT_OK, PutStatus.FLUSH_DISK_TIMEOUT):
         return error(request, code, result.error or result.status.value)
     host, port = gateway.store_host
     msg_id = ",".join(rec.offset_msg_id(host, port, physical) for physical in result.physical_offsets)
-    return request.make_response(
-        code,
-        None,
-        {
-            "msgId": msg_id,
-            "queueId": str(queue_id),
-            "queueOffset": str(result.queue_offset),
-            "MSG_REGION": "DefaultRegion",
-            "TRACE_ON": "true",
-        },
-    )
+    fields = {
+        "msgId": msg_id,
+        "queueId": str(queue_id),
+        "queueOffset": str(result.queue_offset),
+        "MSG_REGION": "DefaultRegion",
+        "TRACE_ON": "true",
+    }
+    if transaction_id:
+        fields["transactionId"] = transaction_id
+    return request.make_response(code, None, fields)
