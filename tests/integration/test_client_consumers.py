@@ -18,7 +18,6 @@ import pytest
 from tests.server_process import ServerProcess, committed_offset, remoting_call, start_server
 from tidemq.client import (
     Admin,
-    BrokerError,
     ClientConfig,
     ConnectionFailedError,
     ConsumeFromWhere,
@@ -304,17 +303,6 @@ async def test_consume_from_last_offset_on_a_new_group(server: ServerProcess) ->
     async with Producer("PG_last", server.namesrv_addr) as producer:
         for i in range(6):
             await producer.send(topic, f"old{i}")
-        answer = await asyncio.to_thread(
-            remoting_call,
-            server.broker_addr,
-            RequestCode.QUERY_CONSUMER_OFFSET,
-            {"consumerGroup": group, "topic": topic, "queueId": "0", "setZeroIfNotFound": "false"},
-        )
-        if answer.code == ResponseCode.SUCCESS:
-            pytest.xfail(
-                "broker bug: QUERY_CONSUMER_OFFSET ignores setZeroIfNotFound=false (answers offset 0 for a group "
-                "that never committed), so CONSUME_FROM_LAST_OFFSET cannot apply; see test_testing_plugin.py"
-            )
         inbox = Inbox()
         consumer = PushConsumer(group, server.namesrv_addr, timings=FAST)
         consumer.subscribe(topic, "*", inbox)
@@ -561,14 +549,6 @@ async def test_sql92_subscription(server: ServerProcess) -> None:
                 "SQL92",
                 "amount > 5 AND region = 'eu'",
             )
-            # So does the pull: does this broker filter by SQL92 yet?
-            async with PullClient(group, server.namesrv_addr) as client:
-                try:
-                    await client.pull(
-                        MessageQueue(topic, "broker-a", 0), 0, expression="amount > 5", expression_type="SQL92"
-                    )
-                except BrokerError as exc:
-                    pytest.xfail(f"the broker does not filter by SQL92 yet: {exc}")
             wanted = {msg_id for msg_id, amount in sent.items() if amount > 5}
             await wait_for(lambda: {m.msg_id for m in inbox.messages} >= wanted, "the matching messages")
     assert {m.msg_id for m in inbox.messages} == wanted

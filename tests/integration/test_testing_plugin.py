@@ -1,8 +1,7 @@
 """The ``tidemq.testing`` pytest plugin: an in-process name server and broker on the test's own event loop.
 
 This module loads the plugin itself (``pytest_plugins`` below, the module form; ``-p tidemq.testing`` is the
-command-line form, checked with pytester). Because the broker runs in-process, one test can also swap a broker
-rule for RocketMQ 5's to exercise client behaviour the current broker does not offer yet.
+command-line form, checked with pytester).
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tidemq.client import ConsumeFromWhere, ConsumerTimings, Producer, PushConsumer, ReceivedMessage
-from tidemq.protocol.remoting import RemotingCommand, RequestCode, ResponseCode
-from tidemq.transport import RemotingChannel
 
 if TYPE_CHECKING:  # imported by pytest_plugins below: importing it first would stop its assertion rewriting
     from tidemq.testing import TidemqServer
@@ -52,29 +49,14 @@ async def test_produce_and_consume_in_process(
 
 
 @pytest.mark.parametrize("start", [ConsumeFromWhere.LAST_OFFSET, ConsumeFromWhere.TIMESTAMP])
-async def test_a_new_group_starts_at_consume_from_where_under_rocketmq5_offset_rule(
+async def test_a_new_group_starts_at_consume_from_where(
     tidemq_server: TidemqServer,
     tidemq_producer: Producer,
     tidemq_consumer_factory: Callable[..., PushConsumer],
     start: ConsumeFromWhere,
 ) -> None:
-    """A group that never committed starts where ``consume_from_where`` says.
-
-    RocketMQ 5's broker answers QUERY_CONSUMER_OFFSET with QUERY_NOT_FOUND when the client sends
-    ``setZeroIfNotFound=false`` (ConsumerManageProcessor); tidemq's broker still answers 0 for a queue that holds
-    its first message, so this test puts RocketMQ 5's rule in front of the broker's handler.
-    """
-    gateway = tidemq_server.broker.gateway
-    original = gateway.handlers[RequestCode.QUERY_CONSUMER_OFFSET]
-
-    def rocketmq5_rule(gw: object, channel: RemotingChannel, request: RemotingCommand) -> object:
-        fields = request.ext_fields
-        offset = gateway.broker.offsets.query(fields["consumerGroup"], fields["topic"], int(fields["queueId"]))
-        if offset < 0 and fields.get("setZeroIfNotFound") == "false":
-            return request.make_response(ResponseCode.QUERY_NOT_FOUND, "Not found, do not set to zero")
-        return original(gateway, channel, request)
-
-    gateway.handlers[RequestCode.QUERY_CONSUMER_OFFSET] = rocketmq5_rule  # type: ignore[assignment]
+    """A group that never committed starts where ``consume_from_where`` says, not at 0: the consumer asks with
+    ``setZeroIfNotFound=false`` (RocketMQ 5), so the broker answers QUERY_NOT_FOUND instead of 0."""
     old = {(await tidemq_producer.send("FromWhere", f"old{i}")).msg_id for i in range(6)}
     await asyncio.sleep(0.01)  # a gap in store time between old and new (store timestamps are in ms)
     received: list[ReceivedMessage] = []
