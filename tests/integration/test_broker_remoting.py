@@ -261,7 +261,9 @@ async def test_delay_level_send_is_invisible_until_due_then_delivered(running_br
     assert record.body == b"in 1s"
     assert record.tags == "TagA"
     assert record.properties["REAL_TOPIC"] == "Later"
-    assert 0.9 <= waited < 1.6, f"delivered after {waited:.3f}s for a 1 s delay"
+    # Never early (the reply left after the store time, so 1 s minus a few ms at most); timeliness under
+    # load is a benchmark figure, not a test bound, so the upper limit only catches a missed wake-up.
+    assert 0.95 <= waited < 5, f"delivered after {waited:.3f}s for a 1 s delay"
     client.close()
 
 

@@ -228,6 +228,16 @@ async def test_long_poll_returns_when_a_message_arrives(server: ServerProcess) -
     ):
         first = await producer.send("ClientPoll", b"first", queue_id=0)
         queue = MessageQueue("ClientPoll", "broker-a", 0)
+        # The topic was auto-created by that send; its route reaches the name server with the broker's next
+        # registration, a moment later. Wait for it as a consumer would (route refresh), not blindly.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                await client.queues("ClientPoll")
+                break
+            except NoRouteError:
+                assert time.monotonic() < deadline, "the auto-created topic never reached the name server"
+                await asyncio.sleep(0.05)
         started = time.monotonic()
         held = asyncio.create_task(client.pull(queue, first.queue_offset + 1, suspend_s=10))
         await asyncio.sleep(0.3)
