@@ -348,3 +348,31 @@ async def test_sql92_filter_runs_at_the_broker(running_broker: RunningBroker) ->
     accepted = await call(client, RequestCode.CHECK_CLIENT_CONFIG, {}, json.dumps(check).encode())
     assert accepted.code == ResponseCode.SUCCESS
     client.close()
+
+
+async def test_timer_message_is_delivered_at_its_time(running_broker: RunningBroker) -> None:
+    client = await open_client(running_broker.port)
+    deliver_at = int(time.time() * 1000) + 1500
+    reply = await call(
+        client, RequestCode.SEND_MESSAGE, send_fields("Timed", 1, f"TIMER_DELIVER_MS\x01{deliver_at}\x02"), b"t"
+    )
+    assert reply.code == ResponseCode.SUCCESS, reply.remark
+    assert reply.ext_fields["queueId"] == "1"
+    early = await call(client, RequestCode.PULL_MESSAGE, pull_fields("Timed", 1, 0))
+    assert early.code == ResponseCode.PULL_NOT_FOUND
+    held = await call(
+        client, RequestCode.PULL_MESSAGE, pull_fields("Timed", 1, 0, sys_flag=6, suspend_ms=8000), timeout_s=12
+    )
+    arrived_ms = int(time.time() * 1000)
+    assert held.code == ResponseCode.SUCCESS
+    [record] = list(rec.iter_records(bytes(held.body)))
+    assert record.body == b"t"
+    assert record.store_timestamp >= deliver_at, "never delivered before its time"
+    assert arrived_ms >= deliver_at
+    far = int(time.time() * 1000) + 4 * 24 * 3600 * 1000
+    refused = await call(
+        client, RequestCode.SEND_MESSAGE, send_fields("Timed", 1, f"TIMER_DELIVER_MS\x01{far}\x02"), b"x"
+    )
+    assert refused.code == ResponseCode.MESSAGE_ILLEGAL
+    assert "maximum" in (refused.remark or "")
+    client.close()

@@ -489,3 +489,16 @@ async def test_oneway_sends_wait_while_the_socket_is_full() -> None:
             writer.close()
         sink.close()
         await sink.wait_closed()
+
+
+async def test_deliver_at_a_given_time(server: ServerProcess) -> None:
+    async with (
+        Producer("PG_timer", server.namesrv_addr) as producer,
+        PullClient("CG_timer", server.namesrv_addr) as client,
+    ):
+        deliver_at = int(time.time() * 1000) + 1200
+        sent = await producer.send("ClientTimer", b"on time", queue_id=0, deliver_at_ms=deliver_at)
+        queue = MessageQueue("ClientTimer", sent.broker_name, 0)
+        result = await client.pull(queue, 0, suspend_s=8)
+        assert [m.body for m in result.messages] == [b"on time"]
+        assert time.time() * 1000 >= deliver_at

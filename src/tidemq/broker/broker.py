@@ -21,6 +21,7 @@ from tidemq.broker.offsets import ConsumerOffsetManager
 from tidemq.broker.schedule import ScheduleService
 from tidemq.broker.stats import BrokerStats
 from tidemq.broker.subscription_groups import SubscriptionGroupManager
+from tidemq.broker.timer import TimerService
 from tidemq.broker.topics import PERM_READ, PERM_WRITE, TopicConfigManager
 from tidemq.broker.transactions import Checker, CheckRequest, TransactionService, TransactionSettings
 from tidemq.store.message_store import MessageStore
@@ -47,6 +48,7 @@ class Broker:
         self.holds = PullHoldService()
         self.stats = BrokerStats()
         self.schedule: ScheduleService | None = None
+        self.timer: TimerService | None = None
         self.transactions: TransactionService | None = None
         self.transaction_checker: Checker | None = None
         """Set by the gateway: sends CHECK_TRANSACTION_STATE to a producer of the group."""
@@ -90,6 +92,10 @@ class Broker:
         self.schedule.load()
         self.store.arrival_listeners.append(self.schedule.on_arrival)
         self.schedule.start()
+        self.timer = TimerService(self.store, config.store_path_root_dir / "config")
+        self.timer.load()
+        self.store.arrival_listeners.append(self.timer.on_arrival)
+        self.timer.start()
         self.transactions = TransactionService(
             self.store,
             config.store_path_root_dir / "config",
@@ -127,6 +133,8 @@ class Broker:
             await self.schedule.close()
         if self.transactions is not None:
             await self.transactions.close()
+        if self.timer is not None:
+            await self.timer.close()
         self.offsets.persist(force=True)
         self.subscription_groups.persist()
         self.topics.persist()

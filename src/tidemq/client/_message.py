@@ -158,6 +158,7 @@ def message_properties(
     properties: Mapping[str, str] | None,
     *,
     delay_level: int = 0,
+    deliver_at_ms: int | None = None,
     wait_store: bool = True,
 ) -> str:
     """The properties string of one message (spec 5.4), checked.
@@ -177,6 +178,8 @@ def message_properties(
         text += f"KEYS\x01{joined}\x02"
     if delay_level > 0:
         text += f"DELAY\x01{delay_level}\x02"
+    if deliver_at_ms is not None:
+        text += f"TIMER_DELIVER_MS\x01{int(deliver_at_ms)}\x02"
     if properties:
         for name, value in properties.items():
             if name in RESERVED_PROPERTIES:

@@ -187,6 +187,7 @@ class Producer:
         queue_id: int | None = None,
         broker_name: str | None = None,
         delay_level: int = 0,
+        deliver_at_ms: int | None = None,
     ) -> SendResult:
         """Send one message and wait until the broker stored it.
 
@@ -199,6 +200,8 @@ class Producer:
             queue_id: send to this queue instead of round robin (no retries then).
             broker_name: with ``queue_id``, the broker of that queue when several have it.
             delay_level: 1..18 delays delivery by RocketMQ's level table (1 s ... 2 h); 0 is none.
+            deliver_at_ms: deliver at this time (ms since the epoch, at most 3 days ahead): RocketMQ 5's timer
+                message (``TIMER_DELIVER_MS``).
 
         Raises:
             IllegalNameError: a bad topic name.
@@ -214,7 +217,9 @@ class Producer:
             self._check_topic(topic)
         payload, sys_flag = self._payload(body)
         uniq_key = new_uniq_key()
-        properties_text = message_properties(uniq_key, tags, keys, properties, delay_level=delay_level)
+        properties_text = message_properties(
+            uniq_key, tags, keys, properties, delay_level=delay_level, deliver_at_ms=deliver_at_ms
+        )
         return await self._send(
             RequestCode.SEND_MESSAGE_V2, topic, payload, properties_text, sys_flag, uniq_key, queue_id, broker_name
         )

@@ -30,7 +30,7 @@ from tidemq.store.flush import FlushCallback, FlushService
 from tidemq.store.index import IndexService
 from tidemq.store.results import GetResult, GetStatus, PutResult, PutStatus
 from tidemq.store.segment_file import SegmentFile, SegmentQueue
-from tidemq.store.tag_codes import SCHEDULE_TOPIC, tag_code_of, tag_hash
+from tidemq.store.tag_codes import SCHEDULE_TOPIC, TIMER_TOPIC, tag_code_of, tag_hash
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +392,7 @@ class MessageStore:
         entries = bytearray(ENTRY_SIZE * len(encoded))
         topic_prefix = bytes((topic_tail,)) + topic_bytes
         index_keys: list[tuple[str, int, int]] | None = [] if self.config.message_index_enable else None
-        is_schedule = topic == SCHEDULE_TOPIC
+        is_schedule = topic in (SCHEDULE_TOPIC, TIMER_TOPIC)
         delay_levels = self.config.delay_levels_ms
         magic = rec.MAGIC_V1
         for i, (body, props, flag) in enumerate(encoded):

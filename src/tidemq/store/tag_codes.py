@@ -2,7 +2,9 @@
 
 RocketMQ's CommitLog.checkMessageAndReturnSize puts the delivery timestamp (store time + the level's delay)
 into SCHEDULE_TOPIC_XXXX entries, so the schedule service finds due messages without reading the commit log.
-Appends and recovery both go through :func:`tag_code_of`, so a rebuilt queue equals the original.
+Timer-topic records (arbitrary delivery times, broker/timer.py) carry their hop's end in TIMER_OUT_MS, which
+becomes their tag code the same way. Appends and recovery both go through :func:`tag_code_of`, so a rebuilt
+queue equals the original.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from tidemq.errors import ConfigError
 from tidemq.store import record as rec
 
 SCHEDULE_TOPIC: Final = "SCHEDULE_TOPIC_XXXX"
+TIMER_TOPIC: Final = "rmq_sys_wheel_timer"
+PROPERTY_TIMER_OUT_MS: Final = "TIMER_OUT_MS"
+"""On a timer-topic record: when this hop of its wait ends (the consume-queue tag code)."""
 DEFAULT_DELAY_LEVELS: Final = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
 _UNITS_MS: Final = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _LEVEL: Final = re.compile(r"^(\d+)([smhd])$")
@@ -64,5 +69,8 @@ def tag_code_of(topic: str, properties: str, store_timestamp: int, delay_levels_
     if topic == SCHEDULE_TOPIC:
         level = delay_level_of(properties, len(delay_levels_ms))
         return store_timestamp + (delay_levels_ms[level - 1] if level else 0)
+    if topic == TIMER_TOPIC:
+        due = rec.find_property(properties, PROPERTY_TIMER_OUT_MS)
+        return int(due) if due and due.isdigit() else store_timestamp
     tags = rec.find_property(properties, rec.PROPERTY_TAGS) if "TAGS\x01" in properties else None
     return tag_hash(tags) if tags else 0

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import random
 import struct
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
 from tidemq.broker.schedule import PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC
+from tidemq.broker.timer import MAX_DELAY_MS, deliver_time_of
 from tidemq.broker.topics import PERM_READ, PERM_WRITE, RETRY_GROUP_TOPIC_PREFIX
 from tidemq.broker.transactions import HALF_TOPIC, half_properties
 from tidemq.errors import IllegalNameError
@@ -143,6 +145,11 @@ def handle_send(
         properties = half_properties(properties, topic, queue_id)
         topic, queue_id = HALF_TOPIC, 0
         transaction_id = rec.find_property(properties, rec.PROPERTY_UNIQ_KEY) or ""
+    elif not is_batch and ("TIMER_" in properties or "__STARTDELIVERTIME" in properties):
+        timed = _timer(broker, topic, queue_id, properties)
+        if isinstance(timed, str):
+            return error(request, ResponseCode.MESSAGE_ILLEGAL, timed)
+        topic, queue_id, properties = timed
     elif not is_batch and "DELAY\x01" in properties:
         topic, queue_id, properties = _schedule(broker, topic, queue_id, properties, sys_flag)
     if is_batch:
@@ -179,6 +186,22 @@ async def _respond_when_durable(
             physical_offsets=result.physical_offsets,
         )
     return _response(gateway, request, result, queue_id, transaction_id)
+
+
+def _timer(broker: Broker, topic: str, queue_id: int, properties: str) -> tuple[str, int, str] | str:
+    """A message with a delivery time (TIMER_DELIVER_MS, TIMER_DELAY_SEC/MS, __STARTDELIVERTIME) waits in the
+    timer topic; one already due is stored as is. Returns an error text for a bad or too distant time."""
+    pairs = rec.parse_properties(properties)
+    now_ms = int(time.time() * 1000)
+    try:
+        deliver_ms = deliver_time_of(pairs, now_ms)
+    except ValueError:
+        return "timer message illegal: the delivery time is not a number"
+    if deliver_ms is None or deliver_ms <= now_ms or broker.timer is None:
+        return topic, queue_id, properties
+    if deliver_ms - now_ms > MAX_DELAY_MS:
+        return f"timer message illegal: the delay is over the maximum of {MAX_DELAY_MS // 1000} s"
+    return broker.timer.schedule(pairs, deliver_ms, now_ms, topic, queue_id)
 
 
 def _schedule(broker: Broker, topic: str, queue_id: int, properties: str, sys_flag: int) -> tuple[str, int, str]:
