@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck unit venv clean bench-store interop-deps
+.PHONY: dev test lint typecheck unit venv clean bench-store interop-deps bench bench-quick bench-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,17 @@ dev: $(STAMP)
 	$(BIN)/tidemq dev
 
 bench-store: $(STAMP)
-	$(BIN)/python bench/store_bench.py
+	$(BIN)/python bench/store_bench.py --runs 3
+
+bench-deps: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+
+# tidemq and Apache RocketMQ side by side -> bench/results/, docs/benchmarks.md, docs/img/ (JDK 17 + Maven needed)
+bench: bench-deps
+	$(BIN)/python bench/run.py --full
+
+bench-quick: bench-deps
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
