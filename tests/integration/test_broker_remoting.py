@@ -271,7 +271,7 @@ async def test_send_back_goes_to_retry_after_its_delay_and_to_dlq_past_the_limit
     client = await open_client(running_broker.port)
     sent = await call(client, RequestCode.SEND_MESSAGE, send_fields("Work", 0), b"job")
     _, _, physical = rec.decode_offset_msg_id(sent.ext_fields["msgId"])
-    back = {"offset": str(physical), "group": "Workers", "delayLevel": "1", "originMsgId": sent.ext_fields["msgId"]}
+    back = {"offset": str(physical), "group": "Workers", "delayLevel": "1", "originMsgId": "CLIENT-SIDE-ID"}
     reply = await call(client, RequestCode.CONSUMER_SEND_MSG_BACK, back)
     assert reply.code == ResponseCode.SUCCESS, reply.remark
     fields = pull_fields("%RETRY%Workers", 0, 0, sys_flag=6, suspend_ms=5000)
@@ -281,7 +281,7 @@ async def test_send_back_goes_to_retry_after_its_delay_and_to_dlq_past_the_limit
     [record] = list(rec.iter_records(bytes(retried.body)))
     assert (record.body, record.reconsume_times) == (b"job", 1)
     assert record.properties["RETRY_TOPIC"] == "Work"
-    assert record.properties["ORIGIN_MESSAGE_ID"] == sent.ext_fields["msgId"]
+    assert record.properties["ORIGIN_MESSAGE_ID"] == sent.ext_fields["msgId"], "the record's offset id, as Apache's"
     dead = {"offset": str(record.physical_offset), "group": "Workers", "delayLevel": "0", "maxReconsumeTimes": "1"}
     reply = await call(client, RequestCode.CONSUMER_SEND_MSG_BACK, dead)
     assert reply.code == ResponseCode.SUCCESS
@@ -292,6 +292,33 @@ async def test_send_back_goes_to_retry_after_its_delay_and_to_dlq_past_the_limit
     topic = running_broker.broker.topics.get("%DLQ%Workers")
     assert topic is not None
     assert topic.perm == 2, "the DLQ is write-only"
+    client.close()
+
+
+async def test_a_send_to_the_retry_topic_past_max_reconsume_times_goes_to_the_dlq(
+    running_broker: RunningBroker,
+) -> None:
+    """Java's orderly consumer gives up on a message by sending it to %RETRY%group with reconsumeTimes and
+    maxReconsumeTimes in the header (RocketMQ's handleRetryAndDLQ); below the limit it is stored as sent."""
+    client = await open_client(running_broker.port)
+    props = "RETRY_TOPIC\x01Work\x02DELAY\x014\x02UNIQ_KEY\x01RETRY-1\x02WAIT\x01true\x02"
+    fields = send_fields("%RETRY%Quitters", 0, props) | {"reconsumeTimes": "1", "maxReconsumeTimes": "1"}
+    reply = await call(client, RequestCode.SEND_MESSAGE, fields, b"given up")
+    assert reply.code == ResponseCode.SUCCESS, reply.remark
+    dlq = running_broker.broker.store.get_messages("%DLQ%Quitters", 0, 0, 10)
+    [dead] = list(rec.iter_records(dlq.body()))
+    assert (dead.body, dead.reconsume_times) == (b"given up", 1)
+    assert "DELAY" not in dead.properties, "dead letters are not delayed"
+    assert dead.properties["RETRY_TOPIC"] == "Work"
+    dlq_topic = running_broker.broker.topics.get("%DLQ%Quitters")
+    assert dlq_topic is not None
+    assert dlq_topic.perm == 2
+    below = send_fields("%RETRY%Quitters", 0, props) | {"reconsumeTimes": "0", "maxReconsumeTimes": "1"}
+    reply = await call(client, RequestCode.SEND_MESSAGE, below, b"try again")
+    assert reply.code == ResponseCode.SUCCESS, reply.remark
+    schedule = running_broker.broker.store.get_messages("SCHEDULE_TOPIC_XXXX", 3, 0, 10)
+    assert [r.body for r in rec.iter_records(schedule.body())] == [b"try again"], "retried at its delay level"
+    assert running_broker.broker.store.get_max_offset("%DLQ%Quitters", 0) == 1
     client.close()
 
 

@@ -79,6 +79,7 @@ async def test_commit_rollback_and_check_back(tmp_path: Path) -> None:
             assert check.ext_fields["transactionId"] == "TX-3"
             [half] = list(rec.iter_records(bytes(check.body)))
             assert half.body == b"ask me later"
+            assert (half.topic, half.queue_id) == ("Tx", 0), "shown in its real topic and queue, as Java's broker does"
             answer = {
                 "producerGroup": "TxGroup",
                 "tranStateTableOffset": check.ext_fields["tranStateTableOffset"],

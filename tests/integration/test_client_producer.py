@@ -221,6 +221,20 @@ async def test_offsets_and_heartbeat_registration(server: ServerProcess) -> None
     assert client.client_id not in await asyncio.to_thread(consumer_ids, server.broker_addr, "CG_offsets")
 
 
+async def wait_for_route(client: PullClient, topic: str) -> None:
+    """A topic auto-created by a send reaches the name server with the broker's next registration, a moment
+    later: wait for its route as a consumer's route refresh would, with a deadline."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            await client.queues(topic)
+        except NoRouteError:
+            assert time.monotonic() < deadline, f"the auto-created topic {topic} never reached the name server"
+            await asyncio.sleep(0.05)
+        else:
+            return
+
+
 async def test_long_poll_returns_when_a_message_arrives(server: ServerProcess) -> None:
     async with (
         Producer("PG_poll", server.namesrv_addr) as producer,
@@ -228,16 +242,7 @@ async def test_long_poll_returns_when_a_message_arrives(server: ServerProcess) -
     ):
         first = await producer.send("ClientPoll", b"first", queue_id=0)
         queue = MessageQueue("ClientPoll", "broker-a", 0)
-        # The topic was auto-created by that send; its route reaches the name server with the broker's next
-        # registration, a moment later. Wait for it as a consumer would (route refresh), not blindly.
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                await client.queues("ClientPoll")
-                break
-            except NoRouteError:
-                assert time.monotonic() < deadline, "the auto-created topic never reached the name server"
-                await asyncio.sleep(0.05)
+        await wait_for_route(client, "ClientPoll")
         started = time.monotonic()
         held = asyncio.create_task(client.pull(queue, first.queue_offset + 1, suspend_s=10))
         await asyncio.sleep(0.3)
@@ -499,6 +504,7 @@ async def test_deliver_at_a_given_time(server: ServerProcess) -> None:
         deliver_at = int(time.time() * 1000) + 1200
         sent = await producer.send("ClientTimer", b"on time", queue_id=0, deliver_at_ms=deliver_at)
         queue = MessageQueue("ClientTimer", sent.broker_name, 0)
+        await wait_for_route(client, "ClientTimer")
         result = await client.pull(queue, 0, suspend_s=8)
         assert [m.body for m in result.messages] == [b"on time"]
         assert time.time() * 1000 >= deliver_at

@@ -4,15 +4,18 @@ The C++ client runs its own threads inside the process and can crash it, so test
 process. They run this file as a script, one sub-command per process::
 
     python tests/interop/cpp_driver.py produce --namesrv A --topic T --group G --count N --mode sync|oneway|orderly
-        [--tag X] [--keys K] [--prop k=v ...] [--body TEXT] [--shard S]
+        [--tag X] [--keys K] [--prop k=v ...] [--body TEXT] [--shard S | --shard-keys K] [--delay-level L[,L...]]
     python tests/interop/cpp_driver.py push-consume --namesrv A --topic T --group G --expr "TagA || TagB"
         --expect N --timeout-s S [--model CLUSTERING|BROADCASTING] [--instance NAME] [--exit-after-s S]
-        [--props NAME ...] [--orderly] [--fail-times K]
+        [--props NAME ...] [--orderly] [--fail-times K] [--fail-deliveries K] [--fail-prop k=v]
     python tests/interop/cpp_driver.py pull --namesrv A --topic T --group G --expect N --timeout-s S [--expr E]
 
 Each prints JSON objects, one a line, on stdout (flushed per line): ``{"event": "started"}``, then ``sent`` or
 ``message`` lines, then one ``summary``; failures print ``{"event": "error", ...}``. In ``--body`` and ``--keys``,
-``{i}`` becomes the message index. Exit status: 0 success, 1 a failed send or a consume timeout, 2 bad usage,
+``{i}`` becomes the message index. ``--shard-keys K`` (orderly mode): message i carries the sharding key
+``key-(i % K)`` and the sequence number ``i // K`` (properties ``shardKey``, ``seq``) and the key picks its queue.
+``--delay-level 1,2,3``: message i gets the (i % n)-th level. Each ``message`` line carries ``recv_ms``, the local
+time the listener got it. Exit status: 0 success, 1 a failed send or a consume timeout, 2 bad usage,
 124 the watchdog fired (a native call hung). Anything the native library writes to fd 1 is sent to stderr, so
 stdout stays pure JSON. The C++ client writes its log files under ``$HOME/logs/rocketmq-cpp``; the helpers take
 ``home=`` to keep them (and broadcasting offset files) out of the real home directory.
@@ -38,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +128,7 @@ def _read_message(msg: Any, prop_names: Sequence[str]) -> dict[str, Any]:
         if value:  # the C API answers "" for a missing property
             props[name] = value.decode("utf-8", errors="replace")
     return {
+        "recv_ms": int(time.time() * 1000),
         "id": msg.id,
         "topic": msg.topic,
         "tags": _text(msg.tags),
@@ -159,7 +164,13 @@ def _build_message(args: argparse.Namespace, index: int) -> Any:
     if args.keys:
         msg.set_keys(args.keys.replace("{i}", str(index)))
     for key, value in args.prop:
-        msg.set_property(key, value)
+        msg.set_property(key, value.replace("{i}", str(index)))
+    if args.shard_keys:
+        msg.set_property("shardKey", f"key-{index % args.shard_keys}")
+        msg.set_property("seq", str(index // args.shard_keys))
+    levels = [int(level) for level in args.delay_level.split(",")]
+    if levels[index % len(levels)]:
+        msg.set_delay_time_level(levels[index % len(levels)])
     return msg
 
 
@@ -183,6 +194,8 @@ def _send_one(producer: Any, msg: Any, args: argparse.Namespace, index: int) -> 
         return chosen["queue_id"]
 
     shard = index if args.shard is None else args.shard
+    if args.shard_keys:
+        shard = index % args.shard_keys
     result = producer.send_orderly(msg, shard, retry_times=args.retries, queue_selector=select)
     return {
         "status": _status_name(result.status),
@@ -231,7 +244,10 @@ class _ConsumeState:
     fail_times: int
     prop_names: Sequence[str]
     out: _Output
+    fail_prop: tuple[str, str] | None = None
+    fail_deliveries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    seen: Counter[str] = field(default_factory=Counter)
     acked_ids: set[str] = field(default_factory=set)
     deliveries: int = 0
     errors: int = 0
@@ -241,12 +257,18 @@ class _ConsumeState:
         """Return 0 (CONSUME_SUCCESS) or 1 (RECONSUME_LATER / suspend for orderly); never raise into ctypes."""
         try:
             fields = _read_message(msg, self.prop_names)
-            status = 1 if fields["reconsume_times"] < self.fail_times else 0
+            msg_id = fields["properties"].get("UNIQ_KEY") or fields["id"]
+            with self.lock:
+                self.seen[msg_id] += 1
+                earlier = self.seen[msg_id] - 1
+            status = 1 if fields["reconsume_times"] < self.fail_times or earlier < self.fail_deliveries else 0
+            if self.fail_prop is not None and fields["properties"].get(self.fail_prop[0]) != self.fail_prop[1]:
+                status = 0
             self.out.emit(event="message", ack=status == 0, **fields)  # before `done`, so it precedes the summary
             with self.lock:
                 self.deliveries += 1
                 if status == 0:
-                    self.acked_ids.add(fields["properties"].get("UNIQ_KEY") or fields["id"])
+                    self.acked_ids.add(msg_id)
                 if self.expect and len(self.acked_ids) >= self.expect:
                     self.done.set()
         except Exception as exc:
@@ -305,7 +327,15 @@ def _cmd_push_consume(out: _Output, args: argparse.Namespace) -> int:
     limit_s = args.exit_after_s if collect else args.timeout_s
     _arm_watchdog(out, limit_s + 60, "push-consume")
     stop = threading.Event()
-    state = _ConsumeState(expect=args.expect or 0, fail_times=args.fail_times, prop_names=args.props, out=out)
+    prop_names = [*args.props, *([args.fail_prop[0]] if args.fail_prop else [])]
+    state = _ConsumeState(
+        expect=args.expect or 0,
+        fail_times=args.fail_times,
+        prop_names=prop_names,
+        out=out,
+        fail_prop=args.fail_prop,
+        fail_deliveries=args.fail_deliveries,
+    )
     consumer = _start_push_consumer(args, state)
     for signum in (signal.SIGTERM, signal.SIGINT):  # after start: the C++ client installs its own handlers
         signal.signal(signum, lambda *_: stop.set())
@@ -444,6 +474,8 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--prop", type=_key_value, action="append", default=[], help="user property k=v")
     produce.add_argument("--body", default="msg-{i}", help="body text (no NUL); {i} is the message index")
     produce.add_argument("--shard", type=int, help="orderly: fixed selector arg instead of the message index")
+    produce.add_argument("--shard-keys", type=int, help="orderly: K sharding keys (properties shardKey, seq)")
+    produce.add_argument("--delay-level", default="0", help="delay level, or levels by index: 1,2,3")
     produce.add_argument("--retries", type=int, default=3, help="orderly send retries")
     produce.add_argument("--send-timeout-ms", type=int, default=3000)
     produce.add_argument("--timeout-s", type=float, default=60)
@@ -457,6 +489,13 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--orderly", action="store_true", help="orderly consumer (locks queues)")
     push.add_argument("--threads", type=int, help="consume thread count")
     push.add_argument("--fail-times", type=int, default=0, help="return RECONSUME_LATER while reconsume_times < K")
+    push.add_argument(
+        "--fail-deliveries",
+        type=int,
+        default=0,
+        help="return 1 for a message's first K deliveries (the orderly C++ client never raises reconsume_times)",
+    )
+    push.add_argument("--fail-prop", type=_key_value, help="fail only messages whose property k is v")
     push.add_argument("--props", nargs="*", default=[], help="user property names to read from each message")
     pull = sub.add_parser("pull", parents=[common], help="PullConsumer; every queue from offset 0")
     pull.add_argument("--expr", default="*")
@@ -742,11 +781,13 @@ def produce(
     props: Mapping[str, str] | None = None,
     body: str | None = None,
     shard: int | None = None,
+    shard_keys: int | None = None,
+    delay_level: str | int | None = None,
     timeout_s: float = 60,
     home: Path | str | None = None,
     check: bool = True,
 ) -> DriverResult:
-    """Send ``count`` messages with the C++ Producer; ``{i}`` in ``body``/``keys`` is the index."""
+    """Send ``count`` messages with the C++ Producer; ``{i}`` in ``body``/``keys``/property values is the index."""
     argv = cpp_argv(
         "produce",
         namesrv=namesrv,
@@ -759,6 +800,8 @@ def produce(
         prop=props,
         body=body,
         shard=shard,
+        shard_keys=shard_keys,
+        delay_level=delay_level,
         timeout_s=timeout_s,
     )
     return run_driver(argv, timeout_s=timeout_s + 60, env=driver_env(home), check=check)
@@ -778,6 +821,8 @@ def _push_argv(
     prop_names: Iterable[str],
     orderly: bool,
     fail_times: int,
+    fail_prop: tuple[str, str] | None = None,
+    fail_deliveries: int = 0,
 ) -> list[str]:
     return cpp_argv(
         "push-consume",
@@ -792,6 +837,8 @@ def _push_argv(
         exit_after_s=exit_after_s,
         orderly=orderly,
         fail_times=fail_times or None,
+        fail_prop=None if fail_prop is None else f"{fail_prop[0]}={fail_prop[1]}",
+        fail_deliveries=fail_deliveries or None,
         props=list(prop_names),
     )
 
@@ -810,6 +857,8 @@ def push_consume(
     prop_names: Iterable[str] = (),
     orderly: bool = False,
     fail_times: int = 0,
+    fail_prop: tuple[str, str] | None = None,
+    fail_deliveries: int = 0,
     home: Path | str | None = None,
     check: bool = True,
 ) -> DriverResult:
@@ -827,6 +876,8 @@ def push_consume(
         prop_names=prop_names,
         orderly=orderly,
         fail_times=fail_times,
+        fail_prop=fail_prop,
+        fail_deliveries=fail_deliveries,
     )
     limit_s = exit_after_s if exit_after_s is not None else timeout_s
     return run_driver(argv, timeout_s=limit_s + 90, env=driver_env(home), check=check)
@@ -846,6 +897,8 @@ def start_push_consumer(
     prop_names: Iterable[str] = (),
     orderly: bool = False,
     fail_times: int = 0,
+    fail_prop: tuple[str, str] | None = None,
+    fail_deliveries: int = 0,
     home: Path | str | None = None,
 ) -> BackgroundDriver:
     """Start a C++ PushConsumer in the background; read ``.messages`` while it runs, ``.stop()`` it at the end.
@@ -868,6 +921,8 @@ def start_push_consumer(
         prop_names=prop_names,
         orderly=orderly,
         fail_times=fail_times,
+        fail_prop=fail_prop,
+        fail_deliveries=fail_deliveries,
     )
     return BackgroundDriver(argv, env=driver_env(home))
 

@@ -134,7 +134,9 @@ class ScheduleService:
             real_queue = int(properties.get(PROPERTY_REAL_QUEUE_ID, "0"))
         except ValueError:
             real_queue = 0
-        properties.pop(rec.PROPERTY_DELAY, None)  # delivered: as RocketMQ's messageTimeup, the level is cleared
+        # DELAY stays in the delivered record, as in Apache's (messageTimeup clears the level only after it has
+        # encoded the stored properties): consumers see getDelayTimeLevel() = the level. Only sends are scheduled,
+        # so it is not delayed again here.
         result = self._store.append_messages(
             real_topic,
             real_queue,

@@ -5,8 +5,9 @@ RocketMQ's design (TransactionalMessageServiceImpl), kept on disk so it survives
 * A prepared send is stored in ``RMQ_SYS_TRANS_HALF_TOPIC`` queue 0 with REAL_TOPIC / REAL_QID set: it is
   invisible to consumers of the real topic.
 * END_TRANSACTION commit copies the half message to its real topic (PREPARED_TRANSACTION_OFFSET = the half's
-  commit-log offset); commit and rollback both append an "op" record to ``RMQ_SYS_TRANS_OP_HALF_TOPIC`` whose
-  body is the half's queue offset. A half with an op record is resolved.
+  commit-log offset; REAL_TOPIC / REAL_QID dropped, the other properties kept, TRAN_MSG included, as Apache
+  does); commit and rollback both append an "op" record to ``RMQ_SYS_TRANS_OP_HALF_TOPIC`` whose body is the
+  half's queue offset. A half with an op record is resolved.
 * The check service walks the half queue from its progress offset. An unresolved half older than
   ``transactionTimeOut`` gets CHECK_TRANSACTION_STATE sent to a producer of its group, and is re-appended with
   TRANSACTION_CHECK_TIMES + 1 so the walk can move on; past ``transactionCheckMax`` checks it is discarded
@@ -146,8 +147,8 @@ class TransactionService:
             properties = dict(half.properties)
             real_topic = properties.pop(PROPERTY_REAL_TOPIC, "")
             real_queue = int(properties.pop(PROPERTY_REAL_QUEUE_ID, "0") or 0)
-            properties.pop(PROPERTY_TRANSACTION_PREPARED, None)
-            properties.pop(PROPERTY_CHECK_TIMES, None)
+            # TRAN_MSG, PGROUP and TRANSACTION_CHECK_TIMES stay, as in what Apache's broker commits (consumers see
+            # them; the Java client clears TRAN_MSG itself before it re-sends a consumed message).
             if not real_topic:
                 return f"the half message at {half_physical_offset} has no REAL_TOPIC"
             result = self._store.append_messages(
@@ -222,6 +223,34 @@ class TransactionService:
         if offset > self.progress:
             self.progress = offset
 
+    def _check_body(self, physical_offset: int) -> bytes:
+        """The half record as the producer is shown it: in its real topic and queue (Java's sendCheckMessage sets
+        them from REAL_TOPIC / REAL_QID before encoding), so ``checkLocalTransaction`` sees the topic it sent to."""
+        data = self._store.read_record(physical_offset)
+        if data is None:
+            return b""
+        half = rec.decode_record(data)
+        try:
+            real_queue = int(half.properties.get(PROPERTY_REAL_QUEUE_ID, "") or half.queue_id)
+        except ValueError:
+            real_queue = half.queue_id
+        return rec.encode_record(
+            topic=half.properties.get(PROPERTY_REAL_TOPIC) or half.topic,
+            queue_id=real_queue,
+            body=half.body,
+            properties=rec.encode_properties(half.properties),
+            queue_offset=half.queue_offset,
+            physical_offset=half.physical_offset,
+            flag=half.flag,
+            sys_flag=half.sys_flag,
+            born_timestamp=half.born_timestamp,
+            born_host=half.born_host,
+            store_timestamp=half.store_timestamp,
+            store_host=half.store_host,
+            reconsume_times=half.reconsume_times,
+            prepared_transaction_offset=half.prepared_transaction_offset,
+        )
+
     def _check_one(self, half: rec.StoredRecord, offset: int) -> None:
         properties = dict(half.properties)
         times = int(properties.get(PROPERTY_CHECK_TIMES, "0") or 0)
@@ -252,7 +281,7 @@ class TransactionService:
         if not again.is_ok:
             raise RuntimeError(f"cannot put back half message {offset}: {again.error}")
         self._write_op(offset)
-        copy = self._store.read_record(again.physical_offset) or b""
+        copy = self._check_body(again.physical_offset)
         group = properties.get(PROPERTY_PRODUCER_GROUP, "")
         request = CheckRequest(
             group=group,

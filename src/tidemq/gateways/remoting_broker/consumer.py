@@ -239,7 +239,7 @@ def handle_send_back(gateway: BrokerGateway, channel: RemotingChannel, request: 
     The copy goes to ``%RETRY%group`` after a delay (level 3 + reconsumeTimes unless the client names one:
     10 s, 30 s, 1 min ... 2 h), through SCHEDULE_TOPIC_XXXX; past maxReconsumeTimes (16), or when the client
     asks with a negative level, it goes to ``%DLQ%group`` (write-only) at once. The original topic and id stay
-    in RETRY_TOPIC and ORIGIN_MESSAGE_ID.
+    in RETRY_TOPIC and ORIGIN_MESSAGE_ID (the first record's offset id).
     """
     broker = gateway.broker
     fields = request.ext_fields
@@ -256,7 +256,9 @@ def handle_send_back(gateway: BrokerGateway, channel: RemotingChannel, request: 
     delay_level = integer(fields, "delayLevel", 0)
     properties = dict(record.properties)
     properties.setdefault("RETRY_TOPIC", record.topic)
-    properties.setdefault("ORIGIN_MESSAGE_ID", fields.get("originMsgId") or record.msg_id)
+    # As Apache's broker (every version): the record's own ORIGIN_MESSAGE_ID, else its offset id; the header's
+    # originMsgId is not used (the Java client sends its UNIQ_KEY there, the C++ client nothing).
+    properties.setdefault("ORIGIN_MESSAGE_ID", rec.offset_msg_id(*gateway.store_host, record.physical_offset))
     properties.pop(rec.PROPERTY_DELAY, None)
     if record.reconsume_times >= max_times or delay_level < 0:
         target = broker.topics.create_system_like(DLQ_GROUP_TOPIC_PREFIX + group, 1, PERM_WRITE)

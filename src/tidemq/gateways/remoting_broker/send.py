@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 from tidemq.broker.schedule import PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC
 from tidemq.broker.timer import MAX_DELAY_MS, deliver_time_of
-from tidemq.broker.topics import PERM_READ, PERM_WRITE, RETRY_GROUP_TOPIC_PREFIX
+from tidemq.broker.topics import DLQ_GROUP_TOPIC_PREFIX, PERM_READ, PERM_WRITE, RETRY_GROUP_TOPIC_PREFIX
 from tidemq.broker.transactions import HALF_TOPIC, half_properties
 from tidemq.errors import IllegalNameError
 from tidemq.gateways.remoting_broker.common import BadRequest, boolean, error, integer, text
@@ -140,6 +140,12 @@ def handle_send(
     sys_flag = integer(fields, "sysFlag", 0)
     reply_queue_id = queue_id
     transaction_id = ""
+    if not is_batch and topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
+        dead = _retry_or_dead_letter(broker, request, fields, topic, properties)
+        if isinstance(dead, RemotingCommand):
+            return dead
+        if dead is not None:
+            topic, queue_id, properties = dead
     if not is_batch and sys_flag & rec.SYSFLAG_TRANSACTION_MASK == rec.SYSFLAG_TRANSACTION_PREPARED:
         # A transaction's half message: kept aside in RMQ_SYS_TRANS_HALF_TOPIC until END_TRANSACTION.
         properties = half_properties(properties, topic, queue_id)
@@ -202,6 +208,30 @@ def _timer(broker: Broker, topic: str, queue_id: int, properties: str) -> tuple[
     if deliver_ms - now_ms > MAX_DELAY_MS:
         return f"timer message illegal: the delay is over the maximum of {MAX_DELAY_MS // 1000} s"
     return broker.timer.schedule(pairs, deliver_ms, now_ms, topic, queue_id)
+
+
+def _retry_or_dead_letter(
+    broker: Broker, request: RemotingCommand, fields: dict[str, str], topic: str, properties: str
+) -> RemotingCommand | tuple[str, int, str] | None:
+    """A plain send to ``%RETRY%<group>`` (RocketMQ's handleRetryAndDLQ): its ``reconsumeTimes`` header at or
+    above ``maxReconsumeTimes`` (the header's, else the group's retryMaxTimes) sends it to ``%DLQ%<group>``
+    instead, undelayed. Java's orderly consumer gives up on a message this way (sendMessageBack through its
+    producer), as does a concurrent one whose CONSUMER_SEND_MSG_BACK failed. Returns an error response, the
+    dead-letter destination (topic, queue, properties), or None to store the message as sent.
+    """
+    group = topic[len(RETRY_GROUP_TOPIC_PREFIX) :]
+    group_config = broker.subscription_groups.find(group)
+    if group_config is None:
+        return error(request, ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST, f"subscription group not exist, {group}")
+    max_times = integer(fields, "maxReconsumeTimes", group_config.retry_max_times)
+    if integer(fields, "reconsumeTimes", 0) < max_times:
+        return None
+    dlq = broker.topics.create_system_like(DLQ_GROUP_TOPIC_PREFIX + group, 1, PERM_WRITE)
+    if "DELAY\x01" in properties:
+        pairs = rec.parse_properties(properties)
+        pairs.pop(rec.PROPERTY_DELAY, None)
+        properties = rec.encode_properties(pairs)
+    return dlq.topic_name, 0, properties
 
 
 def _schedule(broker: Broker, topic: str, queue_id: int, properties: str, sys_flag: int) -> tuple[str, int, str]:

@@ -109,6 +109,7 @@ final class Clients {
     static Map<String, Object> received(MessageExt m, String consumer) {
         Map<String, Object> o = Out.obj("received");
         o.put("consumer", consumer);
+        o.put("recvTimestamp", System.currentTimeMillis());
         o.put("msgId", m.getMsgId());
         o.put("offsetMsgId", safeOffsetMsgId(m));
         o.put("topic", m.getTopic());

@@ -20,7 +20,8 @@ import java.util.Set;
  * <p>stdout carries only JSON lines (each with a "type"); logs go to stderr. Every sub-command is bounded:
  * --timeout-s (default 120) is the deadline for its work, and a watchdog halts the JVM --grace-s (default 30) after
  * it if shutting down the client hangs. Exit codes: 0 ok, 1 failure, 2 usage error, 3 deadline passed.
- * Add a sub-command (transactions, delay, SQL filters, ...) as a class with {@code int run()} and a case below.
+ * Add a sub-command as a class with {@code int run()} and a case below ({@code produce --transaction} is
+ * {@link TxProduce}).
  */
 public final class Driver {
     static final int EXIT_OK = 0;

@@ -20,10 +20,17 @@ import org.apache.rocketmq.common.message.MessageQueue;
 /**
  * produce --namesrv A --topic T --count N --mode sync|async|oneway|batch [--tag X] [--keys K] [--prop k=v ...]
  * [--body TEXT | --body-b64 B64 | --body-size B] [--group G] [--threads T] [--inflight I] [--batch-size S]
- * [--queue-id Q] [--delay-level L] [--send-timeout-ms MS] [--retries R] [--compress-over BYTES] [--quiet]
+ * [--queue-id Q | --shard-keys K] [--delay-level L[,L...]] [--send-timeout-ms MS] [--retries R]
+ * [--compress-over BYTES] [--transaction commit|rollback|unknown-then-commit|unknown-then-rollback
+ * [--await-checks C] [--check-linger-ms MS]] [--quiet]
  *
  * <p>"{i}" in --body, --keys, --tag and --prop values is replaced by the message index (0-based). One "sent" line per
  * message (batch: per message of the batch; oneway: none), then a "summary" line. Exit 1 if any send failed.
+ *
+ * <p>--shard-keys K: message i carries the sharding key "key-(i % K)" and the sequence number i / K (user properties
+ * "shardKey" and "seq") and is sent through a MessageQueueSelector that maps the key to a queue (sync and async
+ * modes): each key's messages go to one queue; with --mode sync and one thread, in sending order. --delay-level with a list: message i gets the
+ * (i % n)-th level. --transaction: a TransactionMQProducer instead, see {@link TxProduce}.
  */
 final class Produce {
     private final Args args;
@@ -37,7 +44,8 @@ final class Produce {
     private final String bodyTemplate;
     private final boolean quiet;
     private final int queueId;
-    private final int delayLevel;
+    private final int[] delayLevels;
+    private final int shardKeys;
     private final AtomicLong ok = new AtomicLong();
     private final AtomicLong failed = new AtomicLong();
 
@@ -51,7 +59,11 @@ final class Produce {
         this.props = args.all("prop");
         this.quiet = args.bool("quiet", false);
         this.queueId = args.integer("queue-id", -1);
-        this.delayLevel = args.integer("delay-level", 0);
+        this.delayLevels = levels(args.str("delay-level", "0"));
+        this.shardKeys = args.integer("shard-keys", 0);
+        if (shardKeys > 0 && queueId >= 0) {
+            throw new Args.UsageException("--shard-keys and --queue-id exclude each other");
+        }
         String b64 = args.str("body-b64", null);
         String text = args.str("body", null);
         int size = args.integer("body-size", -1);
@@ -74,6 +86,24 @@ final class Produce {
         }
     }
 
+    private static int[] levels(String text) {
+        String[] parts = text.split(",");
+        int[] out = new int[parts.length];
+        for (int k = 0; k < parts.length; k++) {
+            try {
+                out[k] = Integer.parseInt(parts[k].trim());
+            } catch (NumberFormatException e) {
+                throw new Args.UsageException("--delay-level wants levels like 3 or 1,2,3, got " + text);
+            }
+        }
+        return out;
+    }
+
+    /** The sharding key of message i with --shard-keys (null without). */
+    String shardKey(int i) {
+        return shardKeys > 0 ? "key-" + (i % shardKeys) : null;
+    }
+
     private static String subst(String s, int i) {
         return s == null ? null : s.replace("{i}", Integer.toString(i));
     }
@@ -94,8 +124,13 @@ final class Produce {
             }
             m.putUserProperty(p.substring(0, eq), subst(p.substring(eq + 1), i));
         }
+        int delayLevel = delayLevels[i % delayLevels.length];
         if (delayLevel > 0) {
             m.setDelayTimeLevel(delayLevel);
+        }
+        if (shardKeys > 0) {
+            m.putUserProperty("shardKey", shardKey(i));
+            m.putUserProperty("seq", Integer.toString(i / shardKeys));
         }
         return m;
     }
@@ -107,18 +142,41 @@ final class Produce {
         }
     };
 
-    private void report(int index, SendResult r) {
+    /** A sharding key to a queue, the same way for every send of the run (the usual hash-modulo selector). */
+    private static final MessageQueueSelector BY_KEY = new MessageQueueSelector() {
+        @Override
+        public MessageQueue select(List<MessageQueue> mqs, Message msg, Object arg) {
+            return mqs.get(Math.floorMod(arg.hashCode(), mqs.size()));
+        }
+    };
+
+    void report(int index, SendResult r) {
+        report(index, r, null, null, null);
+    }
+
+    /** Counts and prints a send; a transactional one also carries its local state and transaction id. */
+    void report(int index, SendResult r, String localTransactionState, String transactionId, String txMode) {
         if (r.getSendStatus() == SendStatus.SEND_OK) {
             ok.incrementAndGet();
         } else {
             failed.incrementAndGet();
         }
         if (!quiet) {
-            Out.emit(sent(index, r, r.getMsgId(), r.getOffsetMsgId(), r.getQueueOffset()));
+            Map<String, Object> o = sent(index, r, r.getMsgId(), r.getOffsetMsgId(), r.getQueueOffset());
+            if (localTransactionState != null) {
+                o.put("localTransactionState", localTransactionState);
+                o.put("transactionId", transactionId);
+                o.put("txMode", txMode);
+            }
+            if (shardKeys > 0) {
+                o.put("shardKey", shardKey(index));
+                o.put("seq", index / shardKeys);
+            }
+            Out.emit(o);
         }
     }
 
-    private static Map<String, Object> sent(int index, SendResult r, String msgId, String offsetMsgId, long offset) {
+    static Map<String, Object> sent(int index, SendResult r, String msgId, String offsetMsgId, long offset) {
         Map<String, Object> o = Out.obj("sent");
         o.put("index", index);
         o.put("msgId", msgId);
@@ -133,7 +191,7 @@ final class Produce {
         return o;
     }
 
-    private void error(int index, Throwable t) {
+    void error(int index, Throwable t) {
         failed.incrementAndGet();
         Map<String, Object> o = Out.obj("send_error");
         o.put("index", index);
@@ -142,7 +200,27 @@ final class Produce {
         Out.log("send %d failed: %s", index, t);
     }
 
+    int count() {
+        return count;
+    }
+
+    boolean quiet() {
+        return quiet;
+    }
+
+    long okCount() {
+        return ok.get();
+    }
+
+    long failedCount() {
+        return failed.get();
+    }
+
     int run() throws Exception {
+        String transaction = args.str("transaction", null);
+        if (transaction != null) {
+            return new TxProduce(this, args, transaction).run();
+        }
         DefaultMQProducer producer = new DefaultMQProducer(args.str("group", "tidemq_driver_producer"));
         Clients.configure(producer, args);
         producer.setSendMsgTimeout(args.integer("send-timeout-ms", 3000));
@@ -155,6 +233,9 @@ final class Produce {
         args.checkAllUsed();
         if (!"sync".equals(mode) && !"async".equals(mode) && !"oneway".equals(mode) && !"batch".equals(mode)) {
             throw new Args.UsageException("--mode wants sync|async|oneway|batch, got " + mode);
+        }
+        if (shardKeys > 0 && !"sync".equals(mode) && !"async".equals(mode)) {
+            throw new Args.UsageException("--shard-keys works with --mode sync or async");
         }
 
         producer.start();
@@ -206,6 +287,8 @@ final class Produce {
                     try {
                         SendResult r = queueId >= 0
                             ? producer.send(message(i), BY_INDEX, queueId)
+                            : shardKeys > 0
+                            ? producer.send(message(i), BY_KEY, shardKey(i))
                             : producer.send(message(i));
                         report(i, r);
                     } catch (Exception e) {
@@ -245,6 +328,8 @@ final class Produce {
             try {
                 if (queueId >= 0) {
                     producer.send(message(i), BY_INDEX, queueId, cb);
+                } else if (shardKeys > 0) {
+                    producer.send(message(i), BY_KEY, shardKey(i), cb);
                 } else {
                     producer.send(message(i), cb);
                 }
