@@ -43,13 +43,7 @@ def parse_tag_expression(expression: str | None) -> TagFilter:
 
 
 def _record_tag(record: memoryview) -> str | None:
-    body_length = int.from_bytes(record[rec.OFFSET_BODY_LENGTH : rec.OFFSET_BODY_LENGTH + 4], "big", signed=True)
-    position = rec.HEAD_SIZE + body_length
-    topic_length = record[position]
-    position += 1 + topic_length
-    properties_length = int.from_bytes(record[position : position + 2], "big", signed=True)
-    properties = bytes(record[position + 2 : position + 2 + properties_length]).decode("utf-8", "replace")
-    return rec.find_property(properties, rec.PROPERTY_TAGS)
+    return rec.find_property(rec.properties_text(record), rec.PROPERTY_TAGS)
 
 
 class SqlFilter:
@@ -99,9 +93,4 @@ def build_filter(expression: str | None, expression_type: str | None) -> Message
 
 
 def _record_properties(record: memoryview) -> dict[str, str]:
-    body_length = int.from_bytes(record[rec.OFFSET_BODY_LENGTH : rec.OFFSET_BODY_LENGTH + 4], "big", signed=True)
-    position = rec.HEAD_SIZE + body_length
-    position += 1 + record[position]
-    properties_length = int.from_bytes(record[position : position + 2], "big", signed=True)
-    text = bytes(record[position + 2 : position + 2 + properties_length]).decode("utf-8", "replace")
-    return rec.parse_properties(text)
+    return rec.parse_properties(rec.properties_text(record))

@@ -275,6 +275,15 @@ def decode_record(buf: bytes | bytearray | memoryview, pos: int = 0) -> StoredRe
     )
 
 
+def properties_text(record: bytes | bytearray | memoryview) -> str:
+    """The properties string of one raw V1 record, without decoding the rest (filters at the broker)."""
+    body_length = int.from_bytes(record[OFFSET_BODY_LENGTH : OFFSET_BODY_LENGTH + 4], "big", signed=True)
+    position = HEAD_SIZE + body_length
+    position += 1 + record[position]
+    length = int.from_bytes(record[position : position + 2], "big", signed=True)
+    return bytes(record[position + 2 : position + 2 + length]).decode("utf-8", "replace")
+
+
 def iter_records(buf: bytes | bytearray | memoryview) -> Iterator[StoredRecord]:
     """Decode a concatenation of records, e.g. a pull response body."""
     pos = 0
