@@ -641,9 +641,10 @@ def render(
         "the processes (Apache: name server + broker JVMs; tidemq: the one `tidemq dev` process), read from "
         "/proc; file-backed pages of mapped store files count in RSS, so the anonymous part is shown too. On-disk "
         "bytes per message are the store's allocated blocks (`du`) after the backlog fill ÷ the backlog's "
-        "messages: files a broker preallocates (tidemq `posix_fallocate`s whole 1 GiB commit-log segments, consume "
-        "queue and index files; Apache's are sparse) count whole, which weighs most on small backlogs. The stored "
-        "record size comes from the commit-log offsets in the send results.",
+        "messages: blocks a broker reserves ahead of its writes count whole, which weighs most on small backlogs "
+        "(tidemq reserves 16 MiB of commit log, 256 KiB per consume queue and 4 MiB of index entries at a time; "
+        "runs recorded before 2026-11-26 reserved whole 1 GiB segments and 420 MB index files; Apache's files "
+        "are sparse). The stored record size comes from the commit-log offsets in the send results.",
         "",
         *lifecycle_table(res),
         "",

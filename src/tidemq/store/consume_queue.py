@@ -42,6 +42,7 @@ class ConsumeQueue:
         self.max_offset = 0
         self.min_offset = 0
         self.is_dirty = False
+        self.reserved_end = 0  # global byte position below which the current segment has disk blocks
 
     # -- loading and recovery ---------------------------------------------------------------------------
 
@@ -74,6 +75,7 @@ class ConsumeQueue:
             return
         queue_offset = max(queue_offset, self.min_offset)
         self.files.truncate_from(queue_offset * ENTRY_SIZE)
+        self.reserved_end = 0
         self.max_offset = queue_offset
         if not self.files.segments:
             self.min_offset = queue_offset
@@ -91,6 +93,22 @@ class ConsumeQueue:
         return low
 
     # -- writing ---------------------------------------------------------------------------------------
+
+    def reserve(self, queue_offset: int, count: int) -> None:
+        """Reserve disk blocks for ``count`` entries from ``queue_offset``, called before the commit-log write.
+
+        Raises:
+            StoreFullError: the disk has no room; nothing was written.
+        """
+        position, end = queue_offset * ENTRY_SIZE, (queue_offset + count) * ENTRY_SIZE
+        if end <= self.reserved_end:
+            return  # the common case: one comparison per append
+        while position < end:
+            segment = self.files.segment_for(position) or self.files.last_or_create(position)
+            segment_end = min(end, segment.end)
+            segment.reserve(segment_end - segment.start)
+            position = segment_end
+            self.reserved_end = segment.start + segment.allocated
 
     def put(self, queue_offset: int, entries: bytes | bytearray | memoryview) -> None:
         """Write packed entries starting at ``queue_offset`` (normally == max_offset), rolling segments."""

@@ -39,8 +39,10 @@ Entry, as RocketMQ's:
 Files are named by their first commit-log offset, 20 digits like the segments. When that name is taken (one
 message whose keys filled a whole file, possible only with a tiny ``max_entries``) the next free number is used,
 so names strictly increase in creation order; the header, not the name, is authoritative. A file is created under
-``<name>.tmp``, preallocated with ``posix_fallocate`` (a full disk raises ``StoreFullError`` here rather than
-SIGBUS on a mapped write later), given its header, then renamed.
+``<name>.tmp`` with its full size (a sparse file), given its header, then renamed. Disk blocks are reserved with
+``posix_fallocate`` for the header and slots at creation and for entries ``ENTRY_CHUNK_BYTES`` at a time before
+they are written, so a full disk raises ``StoreFullError`` rather than SIGBUS on a mapped write, while a fresh
+store costs ~24 MB of disk rather than a whole 420 MB file.
 
 Rules worth knowing:
 
@@ -116,6 +118,8 @@ TMP_SUFFIX: Final = ".tmp"
 # keeps the syscall cost invisible while bounding the entry pages resident to about 1 MiB.
 ADVISE_EVERY_ENTRIES: Final = (1 << 20) // ENTRY_SIZE
 _FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+ENTRY_CHUNK_BYTES: Final = 4 << 20
+"""Entry bytes whose disk blocks are reserved at a time."""
 
 
 def key_hash(key: str) -> int:
@@ -131,16 +135,15 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _preallocate(fd: int, size: int, path: Path) -> None:
-    """Reserve ``size`` bytes on disk so that mapped writes can never hit ENOSPC (SIGBUS)."""
+def _reserve(fd: int, start: int, end: int, path: Path) -> None:
+    """Reserve disk blocks for [start, end) so that mapped writes there can never hit ENOSPC (SIGBUS)."""
+    if end <= start or not hasattr(os, "posix_fallocate"):
+        return  # macOS: no fallocate; the file stays sparse, so a full disk may still surface late there
     try:
-        if hasattr(os, "posix_fallocate"):
-            os.posix_fallocate(fd, 0, size)
-        else:  # macOS: no fallocate; a sparse file, so a full disk may still surface late there
-            os.ftruncate(fd, size)
+        os.posix_fallocate(fd, start, end - start)
     except OSError as exc:
         if exc.errno in _FULL_ERRNOS:
-            raise StoreFullError(f"no space for index file {path.name} ({size} bytes)") from exc
+            raise StoreFullError(f"no space for index file {path.name} ({end} bytes)") from exc
         raise
 
 
@@ -154,6 +157,7 @@ class _IndexFile:
     __slots__ = (
         "advise_at",
         "advised_pos",
+        "allocated_entries",
         "begin_offset",
         "begin_ts",
         "end_offset",
@@ -185,6 +189,8 @@ class _IndexFile:
         self.last_diff = self.entry(self.entries_used)[2] if self.entries_used else 0
         self.advised_pos = self.entry_base - self.entry_base % mmap.PAGESIZE
         self.advise_at = self.entries_used + ADVISE_EVERY_ENTRIES
+        # Entries 1..allocated_entries are known to have disk blocks; a loaded file's used ones certainly do.
+        self.allocated_entries = self.entries_used
 
     @staticmethod
     def file_size(slot_count: int, max_entries: int) -> int:
@@ -197,7 +203,10 @@ class _IndexFile:
         tmp = path.with_name(path.name + TMP_SUFFIX)
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _preallocate(fd, size, path)
+            os.ftruncate(fd, size)
+            # Header, slots (written anywhere) and the first chunk of entry 1 onwards (entry 0 is never used).
+            reserved_end = min(size, HEADER_SIZE + slot_count * SLOT_SIZE + ENTRY_SIZE + ENTRY_CHUNK_BYTES)
+            _reserve(fd, 0, reserved_end, path)
             mm = mmap.mmap(fd, size)
         except BaseException:
             os.close(fd)
@@ -205,6 +214,7 @@ class _IndexFile:
             raise
         os.close(fd)
         index_file = cls(path, mm, (0, slot_count, max_entries, 0, 0, 0, -1, -1))
+        index_file.allocated_entries = (reserved_end - index_file.entry_base) // ENTRY_SIZE - 1
         index_file.write_header()
         mm.flush()
         tmp.rename(path)
@@ -254,6 +264,21 @@ class _IndexFile:
     @property
     def is_full(self) -> bool:
         return self.entries_used >= self.max_entries - 1
+
+    def reserve_entries(self) -> None:
+        """Reserve disk blocks for the next ``ENTRY_CHUNK_BYTES`` of entries after the used ones.
+
+        Raises:
+            StoreFullError: the disk has no room; nothing was written.
+        """
+        first = self.entry_base + (self.entries_used + 1) * ENTRY_SIZE
+        end = min(len(self.mm), first + ENTRY_CHUNK_BYTES)
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            _reserve(fd, first, end, self.path)
+        finally:
+            os.close(fd)
+        self.allocated_entries = (end - self.entry_base) // ENTRY_SIZE - 1
 
     def write_header(self) -> None:
         HEADER.pack_into(
@@ -594,7 +619,8 @@ class IndexService:
                 hash_value = crc32(key.encode()) & KEY_HASH_MASK
                 if not room:
                     current = self._writable_file(offset, timestamp)
-                    append, room = current.append, current.max_entries - 1 - current.entries_used
+                    append = current.append
+                    room = min(current.max_entries - 1, current.allocated_entries) - current.entries_used
                 append(hash_value, offset, timestamp)
                 room -= 1
                 max_offset = offset
@@ -606,8 +632,11 @@ class IndexService:
     def _writable_file(self, offset: int, timestamp: int) -> _IndexFile:
         """The newest file if it has room, else a new one; marked dirty, its begin set if it is empty."""
         current = self._files[-1] if self._files else None
-        if current is not None and 0 < current.entries_used < current.max_entries - 1 and current.flags & FLAG_DIRTY:
+        # allocated_entries <= max_entries - 1, so this also says the file is not full.
+        if current is not None and 0 < current.entries_used < current.allocated_entries and current.flags & FLAG_DIRTY:
             return current  # the common case, checked first
+        if current is not None and not current.is_full and current.entries_used >= current.allocated_entries:
+            current.reserve_entries()
         if current is None or current.is_full:
             if current is not None:
                 current.seal()

@@ -446,6 +446,7 @@ class MessageStore:
                             index_keys.append((f"{topic}#{key}", physical, store_timestamp))
                 if uniq:
                     index_keys.append((f"{topic}#{uniq}", physical, store_timestamp))
+        queue.reserve(queue_offset, len(encoded))  # a full disk fails here, before the commit-log write
         self._write(start, buffer)
         self.write_offset = end
         queue.put(queue_offset, entries)

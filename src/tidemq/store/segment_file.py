@@ -1,8 +1,14 @@
 """Fixed-size segment files and the ordered queue of them (RocketMQ's MappedFile / MappedFileQueue).
 
-Segments are named by the 20-digit zero-padded byte offset at which they start, preallocated with
-``posix_fallocate`` so that a full disk shows up as a clear ``StoreFullError`` when a segment is created,
-never half-way through a write.
+Segments are named by the 20-digit zero-padded byte offset at which they start. A commit-log segment has its
+full logical size from the start (``ftruncate``: offsets inside it are valid, unwritten parts read as zeros)
+but disk blocks are reserved with ``posix_fallocate`` only ``ALLOCATE_AHEAD`` bytes ahead of the write
+position: a full disk still shows up as a clear ``StoreFullError`` *before* a write, never half-way through
+one, yet a fresh store (``tidemq dev``, a test) costs megabytes of disk, not a whole 1 GiB segment, which on a
+shared CI disk adds up fast. Segments written through a mapping (the consume queues) reserve
+``MAPPED_ALLOCATE_AHEAD`` at a time, and their owner reserves before the commit-log write: a mapped write into a
+hole on a full disk would be a SIGBUS, and failing after the commit-log write would leave a record without its
+queue entry.
 
 We write with ``pwrite`` and read with ``pread`` rather than through ``mmap``: the data lives in the kernel's
 page cache either way, but pages touched through a mapping count in the process's resident set, and a
@@ -20,6 +26,11 @@ from pathlib import Path
 from tidemq.errors import StoreFullError
 
 NAME_DIGITS = 20
+ALLOCATE_AHEAD = 16 << 20
+"""Disk blocks reserved at a time ahead of a segment's write position (commit log)."""
+MAPPED_ALLOCATE_AHEAD = 256 << 10
+"""The same for segments written through a mapping (consume queues: 13,107 entries at a time)."""
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def segment_name(start_offset: int) -> str:
@@ -27,37 +38,46 @@ def segment_name(start_offset: int) -> str:
 
 
 class SegmentFile:
-    """One preallocated file of ``size`` bytes holding the global byte range [start, start + size)."""
+    """One file of ``size`` bytes holding the global byte range [start, start + size).
 
-    __slots__ = ("fd", "map", "path", "size", "start")
+    ``allocated``: the bytes from the file's start known to have disk blocks reserved; writes below it cannot
+    fail for lack of space.
+    """
+
+    __slots__ = ("allocated", "fd", "map", "mapped_writes", "path", "size", "start")
 
     def __init__(self, path: Path, start: int, size: int, fd: int) -> None:
         self.path = path
         self.start = start
         self.size = size
         self.fd = fd
+        self.allocated = 0
+        self.mapped_writes = False
         self.map: mmap.mmap | None = None
 
     def map_for_writes(self) -> None:
         """Write through a shared mapping instead of ``pwrite``: for small, hot files (consume queues), where
-        a 20-byte entry per message would otherwise cost a syscall. The file is preallocated, so a mapped
-        write can never hit a full disk (no SIGBUS)."""
+        a 20-byte entry per message would otherwise cost a syscall. Writes reserve their blocks first, so a
+        mapped write can never hit a full disk (no SIGBUS)."""
+        self.mapped_writes = True
         if self.map is None:
             self.map = mmap.mmap(self.fd, self.size)
 
     @classmethod
-    def create(cls, directory: Path, start: int, size: int) -> SegmentFile:
+    def create(cls, directory: Path, start: int, size: int, *, mapped_writes: bool = False) -> SegmentFile:
+        """A new segment of logical size ``size`` with disk blocks for its first bytes, so that a disk too full
+        for the first write fails here, before any write."""
         path = directory / segment_name(start)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        segment = cls(path, start, size, fd)
+        segment.mapped_writes = mapped_writes
         try:
-            os.posix_fallocate(fd, 0, size)
-        except OSError as exc:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreFullError(f"no disk space for a new {size}-byte segment {path}") from exc
+            os.ftruncate(fd, size)
+            segment.reserve(1)
+        except BaseException:
+            segment.delete()
             raise
-        return cls(path, start, size, fd)
+        return segment
 
     @classmethod
     def open_existing(cls, path: Path, size: int) -> SegmentFile:
@@ -73,8 +93,27 @@ class SegmentFile:
     def end(self) -> int:
         return self.start + self.size
 
+    def reserve(self, end: int) -> None:
+        """Make sure disk blocks back [0, end), reserving up to ``ALLOCATE_AHEAD`` beyond it.
+
+        Raises:
+            StoreFullError: the disk has no room; nothing was written.
+        """
+        if end <= self.allocated:
+            return
+        target = min(self.size, end + (MAPPED_ALLOCATE_AHEAD if self.mapped_writes else ALLOCATE_AHEAD))
+        try:
+            os.posix_fallocate(self.fd, self.allocated, target - self.allocated)
+        except OSError as exc:
+            if exc.errno in _FULL_ERRNOS:
+                raise StoreFullError(f"no disk space to extend segment {self.path} to {target} bytes") from exc
+            raise
+        self.allocated = target
+
     def write(self, position: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at ``position`` (relative to the segment start), all of it."""
+        if position + len(data) > self.allocated:
+            self.reserve(position + len(data))
         mapped = self.map
         if mapped is not None:
             mapped[position : position + len(data)] = data
@@ -84,7 +123,7 @@ class SegmentFile:
             try:
                 written = os.pwrite(self.fd, view, position)
             except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if exc.errno in _FULL_ERRNOS:
                     raise StoreFullError(f"disk full writing {self.path}") from exc
                 raise
             view = view[written:]
@@ -162,7 +201,7 @@ class SegmentQueue:
             return self.segments[-1]
         start = offset - offset % self.segment_size
         self.directory.mkdir(parents=True, exist_ok=True)
-        segment = SegmentFile.create(self.directory, start, self.segment_size)
+        segment = SegmentFile.create(self.directory, start, self.segment_size, mapped_writes=self.map_writes)
         if self.map_writes:
             if self.segments:  # only the segment being written stays mapped
                 previous = self.segments[-1]

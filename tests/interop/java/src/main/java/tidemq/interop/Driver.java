@@ -135,7 +135,7 @@ public final class Driver {
             code = EXIT_USAGE;
         } catch (Throwable t) {
             Map<String, Object> o = Out.obj("error");
-            o.put("error", String.valueOf(t));
+            o.put("error", Out.describe(t));
             Out.emit(o);
             t.printStackTrace();
             code = EXIT_FAILED;

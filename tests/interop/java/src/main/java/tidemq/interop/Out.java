@@ -32,6 +32,16 @@ final class Out {
         System.setOut(LOG);
     }
 
+    /** The throwable and its causes, "a; caused by: b; ...": the client's own message hides the broker's answer. */
+    static String describe(Throwable t) {
+        StringBuilder text = new StringBuilder(String.valueOf(t));
+        Throwable cause = t == null ? null : t.getCause();
+        for (int depth = 0; cause != null && depth < 5; depth++, cause = cause.getCause()) {
+            text.append("; caused by: ").append(cause);
+        }
+        return text.toString();
+    }
+
     static Map<String, Object> obj(String type) {
         Map<String, Object> m = new LinkedHashMap<String, Object>();
         m.put("type", type);

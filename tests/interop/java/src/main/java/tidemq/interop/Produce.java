@@ -195,9 +195,9 @@ final class Produce {
         failed.incrementAndGet();
         Map<String, Object> o = Out.obj("send_error");
         o.put("index", index);
-        o.put("error", String.valueOf(t));
+        o.put("error", Out.describe(t));
         Out.emit(o);
-        Out.log("send %d failed: %s", index, t);
+        Out.log("send %d failed: %s", index, Out.describe(t));
     }
 
     int count() {
