@@ -38,7 +38,7 @@ class ConsumeQueue:
     def __init__(self, topic: str, queue_id: int, directory: Path, segment_size: int) -> None:
         self.topic = topic
         self.queue_id = queue_id
-        self.files = SegmentQueue(directory, segment_size, map_writes=True)
+        self.files = SegmentQueue(directory, segment_size, map_writes=True, small_writes=True)
         self.max_offset = 0
         self.min_offset = 0
         self.is_dirty = False
@@ -113,6 +113,19 @@ class ConsumeQueue:
     def put(self, queue_offset: int, entries: bytes | bytearray | memoryview) -> None:
         """Write packed entries starting at ``queue_offset`` (normally == max_offset), rolling segments."""
         position = queue_offset * ENTRY_SIZE
+        segments = self.files.segments
+        if segments:  # the common case: all of it goes into the last segment
+            last = segments[-1]
+            relative = position - last.start
+            if relative >= 0 and relative + len(entries) <= last.size:
+                last.write(relative, entries)
+                end = position // ENTRY_SIZE + len(entries) // ENTRY_SIZE
+                if end > self.max_offset:
+                    self.max_offset = end
+                if segments[0].start > self.min_offset * ENTRY_SIZE:
+                    self.min_offset = segments[0].start // ENTRY_SIZE
+                self.is_dirty = True
+                return
         view = memoryview(entries)
         while view:
             segment = self.files.segment_for(position) or self.files.last_or_create(position)

@@ -147,10 +147,6 @@ def _reserve(fd: int, start: int, end: int, path: Path) -> None:
         raise
 
 
-def _no_writable_file(hash_value: int, offset: int, timestamp: int) -> None:
-    raise AssertionError("put before a writable file was fetched")
-
-
 class _IndexFile:
     """One mapped index file; its header fields live here and are written back on flush."""
 
@@ -399,6 +395,32 @@ class _IndexFile:
         if used >= self.advise_at:
             self.release_written()
 
+    def append_many(self, items: list[tuple[int, int, int]], begin: int, end: int) -> None:
+        """:meth:`append` for ``items[begin:end]`` (hash, offset, timestamp), in one loop over locals: the
+        index is a third of a batch append's CPU, and most of that was per-call overhead."""
+        mm = self.mm
+        slot_count, entry_base, begin_ts = self.slot_count, self.entry_base, self.begin_ts
+        slot_unpack, slot_pack, entry_pack = SLOT.unpack_from, SLOT.pack_into, ENTRY.pack_into
+        used, last_diff, end_ts = self.entries_used, self.last_diff, self.end_ts
+        offset = self.end_offset
+        for i in range(begin, end):
+            hash_value, offset, timestamp = items[i]
+            slot_position = HEADER_SIZE + (hash_value % slot_count) * SLOT_SIZE
+            diff = (timestamp - begin_ts) // 1000
+            if diff < last_diff:
+                diff = last_diff
+            elif diff > INT32_MAX:
+                diff = INT32_MAX
+            used += 1
+            entry_pack(mm, entry_base + used * ENTRY_SIZE, hash_value, offset, diff, slot_unpack(mm, slot_position)[0])
+            slot_pack(mm, slot_position, used)
+            last_diff = diff
+            if timestamp > end_ts:
+                end_ts = timestamp
+        self.entries_used, self.last_diff, self.end_ts, self.end_offset = used, last_diff, end_ts, offset
+        if used >= self.advise_at:
+            self.release_written()
+
     def first_index_at_or_above(self, physical_offset: int) -> int:
         """The lowest entry index whose offset is >= ``physical_offset`` (entries_used + 1 if none)."""
         low, high = 1, self.entries_used + 1
@@ -610,24 +632,24 @@ class IndexService:
     def _put_items(self, items: Iterable[tuple[str, int, int]]) -> int:
         crc32 = zlib.crc32
         max_offset = self._max_physical_offset
-        append = _no_writable_file
-        room = count = 0  # room 0: the first item fetches the writable file
-        try:
-            for key, offset, timestamp in items:
-                if offset < max_offset:
-                    continue
-                hash_value = crc32(key.encode()) & KEY_HASH_MASK
-                if not room:
-                    current = self._writable_file(offset, timestamp)
-                    append = current.append
-                    room = min(current.max_entries - 1, current.allocated_entries) - current.entries_used
-                append(hash_value, offset, timestamp)
-                room -= 1
+        hashed: list[tuple[int, int, int]] = []
+        for key, offset, timestamp in items:
+            if offset >= max_offset:  # offsets only grow: replay after recovery does not index twice
+                hashed.append((crc32(key.encode()) & KEY_HASH_MASK, offset, timestamp))
                 max_offset = offset
-                count += 1
+        done = 0
+        try:
+            while done < len(hashed):
+                _hash, offset, timestamp = hashed[done]
+                current = self._writable_file(offset, timestamp)
+                room = min(current.max_entries - 1, current.allocated_entries, current.advise_at) - current.entries_used
+                stop = min(len(hashed), done + max(1, room))
+                current.append_many(hashed, done, stop)
+                done = stop
         finally:
-            self._max_physical_offset = max_offset
-        return count
+            if done:
+                self._max_physical_offset = hashed[done - 1][1]
+        return done
 
     def _writable_file(self, offset: int, timestamp: int) -> _IndexFile:
         """The newest file if it has room, else a new one; marked dirty, its begin set if it is empty."""

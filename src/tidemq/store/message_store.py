@@ -60,7 +60,9 @@ class MessageStore:
         self.config = config
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._lock = threading.Lock()
-        self.commit_log = SegmentQueue(config.commit_log_dir, config.mapped_file_size_commit_log)
+        self.commit_log = SegmentQueue(
+            config.commit_log_dir, config.mapped_file_size_commit_log, map_writes=True, release_written=True
+        )
         self.write_offset = 0
         self._queues: dict[tuple[str, int], ConsumeQueue] = {}
         self._queues_by_topic: dict[str, dict[int, ConsumeQueue]] = {}
@@ -319,6 +321,23 @@ class MessageStore:
             with self._lock:
                 if not self.is_open:
                     return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error="the store is closed")
+                if len(encoded) == 1:
+                    single = self._append_one_locked(
+                        topic,
+                        topic_bytes,
+                        queue_id,
+                        encoded[0],
+                        messages[0][1],
+                        sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
+                        born_timestamp,
+                        born_address,
+                        born_port,
+                        reconsume_times,
+                        prepared_transaction_offset,
+                        tag_code_override,
+                    )
+                    if single is not None:
+                        return single
                 return self._append_locked(
                     topic,
                     topic_bytes,
@@ -463,6 +482,96 @@ class MessageStore:
             store_timestamp=store_timestamp,
             end_offset=end,
             physical_offsets=positions,
+        )
+
+    def _append_one_locked(
+        self,
+        topic: str,
+        topic_bytes: bytes,
+        queue_id: int,
+        message: tuple[bytes, bytes, int],
+        properties: str,
+        sys_flag: int,
+        born_timestamp: int,
+        born_address: bytes,
+        born_port: int,
+        reconsume_times: int,
+        prepared_transaction_offset: int,
+        tag_code_override: int | None,
+    ) -> PutResult | None:
+        """:meth:`_append_locked` for one message that fits the current segment, without its per-batch lists.
+
+        Single sends are most of a broker's appends, so their fixed cost counts; None when the record would
+        end the segment (the general path writes the blank end-of-file record).
+        """
+        body, props, flag = message
+        start = self.write_offset
+        body_length = len(body)
+        topic_tail = len(topic_bytes)
+        size = 91 + body_length + topic_tail + len(props)
+        segment = self.commit_log.segments[-1] if self.commit_log.segments else None
+        if segment is None or not segment.start <= start or start + size + BLANK_MIN > segment.end:
+            return None
+        queue = self._queue(topic, queue_id)
+        queue_offset = queue.max_offset
+        store_timestamp = self._clock_ms()
+        tags, keys, uniq = _dispatch_properties(properties)
+        if tag_code_override is not None:
+            tag_code = tag_code_override
+        elif topic in (SCHEDULE_TOPIC, TIMER_TOPIC):
+            tag_code = tag_code_of(topic, properties, store_timestamp, self.config.delay_levels_ms)
+        else:
+            tag_code = 0 if tags is None else tag_hash(tags)
+        buffer = bytearray(size)
+        _HEAD_PACK(
+            buffer,
+            0,
+            size,
+            rec.MAGIC_V1,
+            _CRC(body) & _MASK31,
+            queue_id,
+            flag,
+            queue_offset,
+            start,
+            sys_flag,
+            born_timestamp,
+            born_address,
+            born_port,
+            store_timestamp,
+            self._store_ip,
+            self._store_port,
+            reconsume_times,
+            prepared_transaction_offset,
+            body_length,
+        )
+        at = 88 + body_length
+        buffer[88:at] = body
+        buffer[at] = topic_tail
+        buffer[at + 1 : at + 1 + topic_tail] = topic_bytes
+        at += 1 + topic_tail
+        buffer[at : at + 2] = len(props).to_bytes(2, "big")
+        buffer[at + 2 :] = props
+        queue.reserve(queue_offset, 1)  # a full disk fails here, before the commit-log write
+        segment.write(start - segment.start, buffer)
+        end = start + size
+        self.write_offset = end
+        queue.put(queue_offset, ENTRY.pack(start, size, tag_code))
+        if self.config.message_index_enable and (keys or uniq):
+            index_keys = [(f"{topic}#{key}", start, store_timestamp) for key in keys.split(" ") if key] if keys else []
+            if uniq:
+                index_keys.append((f"{topic}#{uniq}", start, store_timestamp))
+            self.index.put_many(index_keys)
+        for listener in self.arrival_listeners:
+            listener(topic, queue_id, queue_offset + 1)
+        return PutResult(
+            PutStatus.PUT_OK,
+            physical_offset=start,
+            queue_offset=queue_offset,
+            message_count=1,
+            wrote_bytes=size,
+            store_timestamp=store_timestamp,
+            end_offset=end,
+            physical_offsets=[start],
         )
 
     def _write(self, start: int, buffer: bytearray) -> None:

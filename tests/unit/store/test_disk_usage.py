@@ -114,7 +114,7 @@ def test_index_full_disk_when_extending_raises_and_keeps_what_was_indexed(
 def test_a_full_disk_for_a_consume_queue_refuses_the_append_before_the_commit_log_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(segment_file, "MAPPED_ALLOCATE_AHEAD", 20 * 8)  # eight entries at a time
+    monkeypatch.setattr(segment_file, "SMALL_ALLOCATE_AHEAD", 20 * 8)  # eight entries at a time
     with MessageStore(StoreConfig(tmp_path / "store", message_index_enable=False)) as store:
         for _ in range(8):
             assert store.put_message("T", 0, b"x").is_ok
