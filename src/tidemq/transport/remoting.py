@@ -200,13 +200,17 @@ class RemotingChannel(asyncio.Protocol):
         """
         if self.is_closed:
             raise ConnectionError(f"connection to {self.remote_address} is closed")
-        future: asyncio.Future[RemotingCommand] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RemotingCommand] = loop.create_future()
         self._pending[command.opaque] = future
+        # A timer that fails the future, rather than ``asyncio.timeout``: that one's context manager and task
+        # cancellation cost ~13% of a client's CPU per sync send; a timer handle is cheap and cancelled lazily.
+        expiry = loop.call_later(timeout_s, _expire, future, timeout_s, self.remote_address)
         try:
             self.send(command)
-            async with asyncio.timeout(timeout_s):
-                return await future
+            return await future
         finally:
+            expiry.cancel()
             self._pending.pop(command.opaque, None)
 
     def _complete(self, response: RemotingCommand) -> None:
@@ -229,6 +233,11 @@ class RemotingChannel(asyncio.Protocol):
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
+
+
+def _expire(future: asyncio.Future[RemotingCommand], timeout_s: float, address: str) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"no response from {address} within {timeout_s:g} s"))
 
 
 def _address_text(address: object) -> str:

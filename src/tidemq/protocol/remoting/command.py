@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -67,6 +67,44 @@ _LANGUAGE_NAMES: Final[dict[int, str]] = {member.value: member.name for member i
 # strict=False lets raw control characters through inside strings, as fastjson and jsoncpp do.
 _JSON_DECODER: Final = json.JSONDecoder(strict=False)
 _JSON_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+# Not in typeshed, but public attributes of CPython's json module for as long as it has had a C accelerator.
+_JSON_SCAN: Final[Callable[[str, int], tuple[object, int]]] = getattr(_JSON_DECODER, "scan_once")  # noqa: B009
+_MAKE_C_ENCODER: Final[Callable[..., Callable[[object, int], list[str]]] | None] = getattr(
+    json.encoder, "c_make_encoder", None
+)
+
+
+def _no_default(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder behind _JSON_ENCODER, made once: JSONEncoder.encode builds it anew on every call, a microsecond
+# per command header on the send path of both the broker and the client. None where the C accelerator is absent.
+_C_ENCODE: Final = (
+    _MAKE_C_ENCODER(None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    if _MAKE_C_ENCODER is not None
+    else None
+)
+
+
+def _json_header_text(header: dict[str, object]) -> str:
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(header, 0))
+    return _JSON_ENCODER.encode(header)
+
+
+def _parse_json_header(text: str) -> object:
+    """``_JSON_DECODER.decode`` without its whitespace handling when the header has none (always, from real
+    clients); anything else goes through the full decoder, which also words the errors."""
+    try:
+        value, end = _JSON_SCAN(text, 0)
+    except StopIteration:
+        return _JSON_DECODER.decode(text)
+    if end != len(text):
+        return _JSON_DECODER.decode(text)
+    return value
+
+
 _REPR_BODY_BYTES: Final = 32
 _BODY_VIEW_THRESHOLD: Final = 64 << 10
 
@@ -251,7 +289,7 @@ def _encode_json_header(cmd: RemotingCommand) -> bytes:
             header["remark"] = cmd.remark
         header["serializeTypeCurrentRPC"] = "JSON"  # informational; Java writes it and every reader ignores it
         header["version"] = cmd.version
-        return _JSON_ENCODER.encode(header).encode("utf-8")
+        return _json_header_text(header).encode("utf-8")
     except (UnicodeEncodeError, TypeError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode command header as JSON: {exc}") from exc
 
@@ -259,7 +297,7 @@ def _encode_json_header(cmd: RemotingCommand) -> bytes:
 def _decode_json_header(data: bytes | bytearray, body: bytes) -> RemotingCommand:
     """Parse a JSON header (``data`` is exactly the header bytes) into a command carrying ``body``."""
     try:
-        header = _JSON_DECODER.decode(data.decode("utf-8"))
+        header = _parse_json_header(data.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise RemoteProtocolError(f"bad JSON command header: {exc}") from exc
     if type(header) is not dict:
