@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 from tests.server_process import free_port  # noqa: E402  # the repo root is put on the path just above
 
 SERVER = """
-import cProfile, sys
+import cProfile, sys, time
 from tidemq.cli.main import main
-profile = cProfile.Profile()
+profile = cProfile.Profile(time.process_time)  # CPU time: waits in epoll and preemption by the load are not costs
 profile.enable()
 try:
     main(sys.argv[2:])

@@ -10,7 +10,8 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +30,13 @@ from tidemq.client import (
     ProducerConfig,
     PullClient,
     PullStatus,
+    ReceivedMessage,
     RequestTimeoutError,
+    SendResult,
     SendStatus,
+    TransactionState,
 )
+from tidemq.client._routes import java_string_hash
 from tidemq.errors import IllegalNameError, MessageIllegalError
 from tidemq.protocol.remoting import RemotingCommand, RequestCode, ResponseCode, loads_lenient
 from tidemq.store import record as rec
@@ -135,6 +140,93 @@ async def test_oneway_sends_arrive(server: ServerProcess) -> None:
     async with PullClient("CG_oneway", server.namesrv_addr) as client:
         records = await pull_all(client, MessageQueue("ClientOneway", "broker-a", 0))
     assert [r.body for r in records] == [f"one-{i}".encode() for i in range(20)] + [b"sync"]
+
+
+async def test_send_orderly_puts_one_key_on_one_queue_in_order(server: ServerProcess) -> None:
+    # Java's String.hashCode (jshell): the queue a Java producer's SelectMessageQueueByHash picks for the key.
+    assert [java_string_hash(key) for key in ("order-1", "订单-5", "😀", "")] == [-1207111310, 1085411547, 1772899, 0]
+    keys = ["order-1", "order-2", "order-3", "订单-5"]
+    queue_ids: defaultdict[str, set[int]] = defaultdict(set)
+    async with Producer("PG_orderly_send", server.namesrv_addr) as producer:
+        for step in range(5):
+            for key in keys:
+                result = await producer.send_orderly("ClientOrderlySend", f"{key}:{step}", key, keys=key)
+                queue_ids[key].add(result.queue_id)
+    assert all(len(ids) == 1 for ids in queue_ids.values()), queue_ids
+    assert queue_ids["order-1"] == {1207111310 % 4}
+    async with PullClient("CG_orderly_send", server.namesrv_addr) as client:
+        await wait_for_route(client, "ClientOrderlySend")
+        bodies: defaultdict[str, list[str]] = defaultdict(list)
+        for queue in await client.queues("ClientOrderlySend"):
+            for record in await records_of(client, queue):
+                bodies[record.properties["KEYS"]].append(record.body.decode())
+                assert {record.queue_id} == queue_ids[record.properties["KEYS"]]
+    assert bodies == {key: [f"{key}:{step}" for step in range(5)] for key in keys}
+
+
+async def records_of(client: PullClient, queue: MessageQueue) -> list[rec.StoredRecord]:
+    result = await client.pull(queue, 0, max_count=1024)
+    return list(rec.iter_records(result.raw))
+
+
+async def test_transactions_commit_rollback_and_check_back(tmp_path: Path) -> None:
+    conf = tmp_path / "broker.conf"
+    conf.write_text("transactionCheckInterval=1000\ntransactionTimeOut=2000\n")  # check halves 2 s old, every second
+    process = start_server(tmp_path / "data", broker_conf=conf)
+    decisions = {
+        "commit": TransactionState.COMMIT,
+        "rollback": TransactionState.ROLLBACK,
+        "unknown-then-commit": TransactionState.UNKNOWN,
+        "unknown-then-rollback": TransactionState.UNKNOWN,
+        "raises-then-commit": TransactionState.UNKNOWN,
+    }
+    checked: list[ReceivedMessage] = []
+
+    async def check(message: ReceivedMessage) -> TransactionState:
+        checked.append(message)
+        return TransactionState.ROLLBACK if message.body.endswith(b"rollback") else TransactionState.COMMIT
+
+    def local_transaction(body: str) -> Callable[[SendResult], TransactionState]:
+        def execute(half: SendResult) -> TransactionState:
+            assert half.status is SendStatus.SEND_OK
+            if body.startswith("raises"):
+                raise RuntimeError("the local transaction failed")
+            return decisions[body]
+
+        return execute
+
+    try:
+        async with (
+            Producer("PG_tx", process.namesrv_addr, transaction_checker=check) as producer,
+            PullClient("CG_tx", process.namesrv_addr) as client,
+        ):
+            results = {
+                body: await producer.send_in_transaction(
+                    "ClientTx", body, local_transaction(body), tags="Tx", keys=body
+                )
+                for body in decisions
+            }
+            assert {body: r.state for body, r in results.items()} == decisions
+            unknown = {r.transaction_id for r in results.values() if r.state is TransactionState.UNKNOWN}
+            deadline = time.monotonic() + 15
+            while {m.msg_id for m in checked} != unknown:
+                assert time.monotonic() < deadline, f"check-backs: {[m.body for m in checked]}"
+                await asyncio.sleep(0.05)
+            await wait_for_route(client, "ClientTx")
+            stored: list[rec.StoredRecord] = []
+            while sorted(r.body for r in stored) != [b"commit", b"raises-then-commit", b"unknown-then-commit"]:
+                assert time.monotonic() < deadline, f"committed: {[r.body for r in stored]}"
+                await asyncio.sleep(0.05)
+                stored = [r for q in await client.queues("ClientTx") for r in await records_of(client, q)]
+    finally:
+        process.stop()
+    for message in checked:
+        assert message.topic == "ClientTx", "the check shows the half message in its real topic"
+        assert (message.properties["TRAN_MSG"], message.properties["PGROUP"], message.tags) == ("true", "PG_tx", "Tx")
+    ids = {body: r.transaction_id for body, r in results.items()}
+    for record in stored:
+        assert record.properties["UNIQ_KEY"] == ids[record.body.decode()], "the transaction id is the message id"
+        assert record.sys_flag & rec.SYSFLAG_TRANSACTION_MASK == rec.SYSFLAG_TRANSACTION_COMMIT
 
 
 async def test_unknown_topic_is_created_through_tbw102(server: ServerProcess) -> None:
@@ -449,6 +541,75 @@ async def test_requests_from_the_broker_are_answered_or_ignored(fakes: tuple[Fak
         )
         channel.send(notify)
         assert (await producer.send("T", b"still fine")).status is SendStatus.SEND_OK
+
+
+async def test_transaction_requests_on_the_wire(fakes: tuple[FakeBroker, FakeBroker]) -> None:
+    """The half message, END_TRANSACTION after the local transaction, and a check-back answered on its channel."""
+    first, second = fakes
+    checked: list[ReceivedMessage] = []
+
+    def requests(code: int) -> list[RemotingCommand]:
+        return [r for r in first.requests + second.requests if r.code == code]
+
+    def check(message: ReceivedMessage) -> TransactionState:
+        checked.append(message)
+        return TransactionState.ROLLBACK
+
+    async with Producer("PG_wire_tx", first.addr, transaction_checker=check) as producer:
+        result = await producer.send_in_transaction("T", b"half", lambda half: TransactionState.COMMIT)
+        assert result.state is TransactionState.COMMIT
+        [half] = requests(RequestCode.SEND_MESSAGE_V2)
+        assert int(half.ext_fields["f"]) & rec.SYSFLAG_TRANSACTION_MASK == rec.SYSFLAG_TRANSACTION_PREPARED
+        assert "TRAN_MSG\x01true\x02" in half.ext_fields["i"]
+        assert "PGROUP\x01PG_wire_tx\x02" in half.ext_fields["i"]
+        assert first.server is not None
+        [channel] = [c for c in first.server.channels if not c.is_closed]
+        record = rec.encode_record(
+            topic="T",
+            queue_id=0,
+            body=b"half",
+            properties=f"UNIQ_KEY\x01{'AB' * 16}\x02TRAN_MSG\x01true\x02PGROUP\x01PG_wire_tx\x02",
+            queue_offset=7,
+            physical_offset=4096,
+            sys_flag=rec.SYSFLAG_TRANSACTION_PREPARED,
+        )
+        check_fields = {"tranStateTableOffset": "7", "commitLogOffset": "4096", "transactionId": "TX-FROM-BROKER"}
+        channel.send(
+            RemotingCommand.request(
+                RequestCode.CHECK_TRANSACTION_STATE, check_fields, record, opaque=900_010, is_oneway=True
+            )
+        )
+        deadline = time.monotonic() + 5
+        while len(requests(RequestCode.END_TRANSACTION)) < 2:
+            assert time.monotonic() < deadline, "no END_TRANSACTION answered the check"
+            await asyncio.sleep(0.02)
+    ends = requests(RequestCode.END_TRANSACTION)
+    [end] = [r for r in ends if r.ext_fields["fromTransactionCheck"] == "false"]  # to the broker of the half
+    [answer] = [r for r in ends if r.ext_fields["fromTransactionCheck"] == "true"]  # on the check's channel
+    assert answer in first.requests
+    assert end.flag & 2, "END_TRANSACTION is oneway"
+    assert end.ext_fields == {
+        "producerGroup": "PG_wire_tx",
+        "tranStateTableOffset": "7",
+        "commitLogOffset": "0",
+        "commitOrRollback": str(rec.SYSFLAG_TRANSACTION_COMMIT),
+        "fromTransactionCheck": "false",
+        "msgId": result.transaction_id,
+        "transactionId": result.transaction_id,
+        "topic": "T",
+    }
+    assert [m.body for m in checked] == [b"half"]
+    assert answer.flag & 2
+    assert answer.ext_fields == {
+        "producerGroup": "PG_wire_tx",
+        "tranStateTableOffset": "7",
+        "commitLogOffset": "4096",
+        "commitOrRollback": str(rec.SYSFLAG_TRANSACTION_ROLLBACK),
+        "fromTransactionCheck": "true",
+        "msgId": "AB" * 16,
+        "transactionId": "TX-FROM-BROKER",
+        "topic": "T",
+    }
 
 
 async def test_name_server_failures_are_typed(fakes: tuple[FakeBroker, FakeBroker]) -> None:

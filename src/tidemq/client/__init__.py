@@ -5,7 +5,8 @@ asyncio-first::
     async with Producer("PG", "127.0.0.1:9876") as producer:
         result = await producer.send("Orders", b"hello", tags="TagA")
 
-* :class:`Producer` - ``send`` / ``send_oneway`` / ``send_batch`` with routing, retries and heartbeats.
+* :class:`Producer` - ``send`` / ``send_oneway`` / ``send_batch`` / ``send_orderly`` / ``send_in_transaction``
+  with routing, retries and heartbeats.
 * :class:`PushConsumer` - listeners called with each message: concurrent or orderly, clustering (rebalance,
   retries through ``%RETRY%<group>``) or broadcasting (offsets in a local file).
 * :class:`LitePullConsumer` - ``poll()`` batches pulled in the background; ``subscribe`` or ``assign``,
@@ -16,10 +17,11 @@ asyncio-first::
 * :mod:`tidemq.client.errors` - the client's exceptions (a branch of :mod:`tidemq.errors`).
 
 Internals, shared by every client: ``_instance`` (client id, heartbeats, background loops), ``_connections``
-(one connection per address), ``_routes`` (name-server routes, TBW102 fallback), ``_message`` (UNIQ_KEY,
-properties, batch and record codecs). The consumers share ``_consumer_api`` (the broker calls),
-``_consumer_base`` (subscriptions, rebalance, start offsets), ``_allocate`` (queue allocation strategies),
-``_offset_store`` (broker or file offsets) and ``_process_queue`` (pulled, unconsumed messages per queue).
+(one connection per address), ``_routes`` (name-server routes, TBW102 fallback, queue selection), ``_message``
+(UNIQ_KEY, properties, batch and record codecs), ``_transaction`` (transaction states and callback types). The
+consumers share ``_consumer_api`` (the broker calls), ``_consumer_base`` (subscriptions, rebalance, start
+offsets), ``_allocate`` (queue allocation strategies), ``_offset_store`` (broker or file offsets) and
+``_process_queue`` (pulled, unconsumed messages per queue).
 ``_loadgen`` drives ``tidemq bench``. The client imports the protocol, transport and store record layout, never
 the broker, name server or gateways.
 """
@@ -34,6 +36,7 @@ from tidemq.client._consumer_base import ConsumeFromWhere, ConsumerTimings, Mess
 from tidemq.client._instance import ClientConfig
 from tidemq.client._message import Message, ReceivedMessage, new_uniq_key
 from tidemq.client._routes import MessageQueue, TopicRoute, parse_topic_route
+from tidemq.client._transaction import LocalTransaction, TransactionChecker, TransactionState
 from tidemq.client.admin import Admin, BrokerInfo, ClusterInfo, QueueProgress, QueueStats
 from tidemq.client.errors import (
     BrokerError,
@@ -48,7 +51,7 @@ from tidemq.client.errors import (
     SubscriptionError,
 )
 from tidemq.client.lite_pull import LitePullConsumer
-from tidemq.client.producer import Producer, ProducerConfig, SendResult, SendStatus
+from tidemq.client.producer import Producer, ProducerConfig, SendResult, SendStatus, TransactionResult
 from tidemq.client.pull import PullClient, PullResult, PullStatus
 from tidemq.client.push import ConsumeResult, Listener, PushConsumer
 
@@ -58,6 +61,10 @@ __all__ = [
     "ProducerConfig",
     "SendResult",
     "SendStatus",
+    "TransactionState",
+    "TransactionResult",
+    "LocalTransaction",
+    "TransactionChecker",
     "Message",
     "new_uniq_key",
     # consuming

@@ -19,6 +19,11 @@ queue's max offset, FIRST: 0, TIMESTAMP: SEARCH_OFFSET_BY_TIMESTAMP), and retry 
 Subclasses add their own tasks to the runner's ``TaskGroup`` (:meth:`ConsumerCore._start_tasks`) and stop
 them in :meth:`ConsumerCore._stop_work` at close, which then persists offsets, unregisters and closes the
 connections. State: everything on the event loop thread.
+
+Brokers also ask consumers things for admin tools (bodies in ``_broker_calls``): running info (307), consume
+a message directly (309), reset offsets (220) and current offsets (221). The handlers live here; the
+subclasses supply their queues (:meth:`ConsumerCore._queue_infos`), their listener
+(:meth:`ConsumerCore._consume_directly`) and how they move to reset offsets (:meth:`ConsumerCore._reset_offsets`).
 """
 
 from __future__ import annotations
@@ -32,16 +37,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Final, Self, TypeVar
 
+from tidemq.client import _broker_calls as calls
 from tidemq.client._allocate import AllocateStrategy, strategy_named
 from tidemq.client._consumer_api import EXPRESSION_SQL92, EXPRESSION_TAG, ConsumerApi, parse_tag_expression
 from tidemq.client._instance import ClientConfig, ClientInstance
+from tidemq.client._message import ReceivedMessage, decode_message
 from tidemq.client._offset_store import LocalFileOffsetStore, OffsetStore, RemoteOffsetStore
 from tidemq.client._routes import MessageQueue, subscribe_queues
 from tidemq.client.errors import ClientError, ClientStateError, SubscriptionError
-from tidemq.protocol.remoting import RemotingCommand, RequestCode
+from tidemq.protocol.remoting import RemotingCommand, RequestCode, ResponseCode
 from tidemq.store import record as rec
 from tidemq.store.names import validate_group, validate_topic
 from tidemq.transport import RemotingChannel
+from tidemq.transport.remoting import HandlerResult
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +213,7 @@ class ConsumerCore:
         self._task_group: asyncio.TaskGroup | None = None
         self._is_stopping = False
         self._is_closed = False
+        self._started_ms = 0
 
     # -- identity --------------------------------------------------------------------------------------------
 
@@ -258,6 +267,110 @@ class ConsumerCore:
             log.debug("%s: the members of group %s changed; rebalancing", self.client_id, self.group)
             self._rebalance_wake.set()
 
+    # -- requests from brokers for admin tools ---------------------------------------------------------------
+
+    def _register_broker_calls(self) -> None:
+        handlers = self._instance.pool.handlers
+        handlers[RequestCode.NOTIFY_CONSUMER_IDS_CHANGED] = self._on_ids_changed
+        handlers[RequestCode.GET_CONSUMER_RUNNING_INFO] = self._on_running_info
+        handlers[RequestCode.CONSUME_MESSAGE_DIRECTLY] = self._on_consume_directly
+        handlers[RequestCode.RESET_CONSUMER_CLIENT_OFFSET] = self._on_reset_offset
+        handlers[RequestCode.GET_CONSUMER_STATUS_FROM_CLIENT] = self._on_consumer_status
+
+    def _not_ours(self, request: RemotingCommand, key: str) -> RemotingCommand | None:
+        """The answer Java gives a request for another group, or None when it is for ours."""
+        group = request.ext_fields.get(key)
+        if group == self.group:
+            return None
+        return request.make_response(
+            ResponseCode.SYSTEM_ERROR, f"The Consumer Group <{group}> not exist in this consumer"
+        )
+
+    def _on_running_info(self, channel: RemotingChannel, request: RemotingCommand) -> RemotingCommand:
+        """GET_CONSUMER_RUNNING_INFO: our properties, subscriptions and queues."""
+        refusal = self._not_ours(request, "consumerGroup")
+        if refusal is not None:
+            return refusal
+        properties = {
+            **self._running_properties(),
+            "consumerGroup": self.group,
+            "messageModel": self.message_model.value,
+            "consumeFromWhere": self.consume_from_where.value,
+            "clientIP": self._instance.client_ip,
+            "instanceName": self.client_id.partition("@")[2],
+            calls.PROP_CONSUME_TYPE: self.consume_type,
+            calls.PROP_CLIENT_VERSION: calls.CLIENT_VERSION_DESC,
+            calls.PROP_CONSUMER_START_TIMESTAMP: str(self._started_ms),
+            calls.PROP_NAMESERVER_ADDR: ";".join(self._instance.namesrv_addrs),
+        }
+        properties.setdefault(calls.PROP_CONSUME_ORDERLY, "false")
+        properties.setdefault(calls.PROP_THREADPOOL_CORE_SIZE, "1")
+        body = calls.running_info_body(
+            properties,
+            [sub.heartbeat_json() for sub in self.subscriptions.values()],
+            self._queue_infos(),
+            self.subscriptions,
+            with_jstack=request.ext_fields.get("jstackEnable", "").lower() == "true",
+        )
+        return request.make_response(ResponseCode.SUCCESS, None, None, body)
+
+    def _on_consume_directly(self, channel: RemotingChannel, request: RemotingCommand) -> HandlerResult:
+        """CONSUME_MESSAGE_DIRECTLY: decode the record in the body, run the listener, say how it went."""
+        refusal = self._not_ours(request, "consumerGroup")
+        if refusal is not None:
+            return refusal
+        try:
+            message = decode_message(request.body, 0, request.ext_fields.get("brokerName", ""))
+        except ValueError as exc:
+            return request.make_response(ResponseCode.SYSTEM_ERROR, f"the body is not a stored message: {exc}")
+        return self._answer_consume_directly(request, message)
+
+    async def _answer_consume_directly(self, request: RemotingCommand, message: ReceivedMessage) -> RemotingCommand:
+        started = time.monotonic()
+        outcome = await self._consume_directly(message)
+        if outcome is None:
+            return request.make_response(
+                ResponseCode.SYSTEM_ERROR, f"The Consumer Group <{self.group}> not exist in this consumer"
+            )
+        result, remark = outcome
+        spent_ms = int((time.monotonic() - started) * 1000)
+        body = calls.consume_directly_body(
+            result=result, is_orderly=self._is_orderly_consumer(), remark=remark, spent_ms=spent_ms
+        )
+        return request.make_response(ResponseCode.SUCCESS, None, None, body)
+
+    def _is_orderly_consumer(self) -> bool:
+        return False
+
+    def _on_reset_offset(self, channel: RemotingChannel, request: RemotingCommand) -> None:
+        """RESET_CONSUMER_CLIENT_OFFSET (oneway): move to the broker's offsets in a task of ours."""
+        fields = request.ext_fields
+        topic = fields.get("topic") or ""
+        if fields.get("group") != self.group or not topic or self._task_group is None or self._is_stopping:
+            return
+        try:
+            offsets = calls.parse_reset_body(request.body, topic)
+        except ValueError as exc:
+            log.warning(
+                "%s: ignoring a malformed offset reset from %s: %s", self.client_id, channel.remote_address, exc
+            )
+            return
+        log.info("%s: %s resets %s to %s", self.client_id, channel.remote_address, topic, offsets)
+        self._task_group.create_task(self._reset_offsets(topic, offsets), name=f"reset-offsets-{topic}")
+
+    def _on_consumer_status(self, channel: RemotingChannel, request: RemotingCommand) -> RemotingCommand:
+        """GET_CONSUMER_STATUS_FROM_CLIENT: the in-memory offsets of our queues of the topic."""
+        refusal = self._not_ours(request, "group")
+        if refusal is not None:
+            return refusal
+        topic = request.ext_fields.get("topic") or ""
+        offsets = {
+            queue: offset
+            for queue in self._assigned_queues()
+            if queue.topic == topic and (offset := self._offsets.read(queue)) is not None
+        }
+        return request.make_response(ResponseCode.SUCCESS, None, None, calls.consumer_status_body(offsets))
+
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -271,7 +384,8 @@ class ConsumerCore:
         if self._runner is not None:
             return
         self._before_start()
-        self._instance.pool.handlers[RequestCode.NOTIFY_CONSUMER_IDS_CHANGED] = self._on_ids_changed
+        self._started_ms = time.time_ns() // 1_000_000
+        self._register_broker_calls()
         self._publish_heartbeat_data()
         await self._instance.start()
         if isinstance(self._offsets, LocalFileOffsetStore):
@@ -348,6 +462,22 @@ class ConsumerCore:
     async def _apply_assignment(self, topic: str, subscription: Subscription, queues: list[MessageQueue]) -> bool:
         """Make ``queues`` the held queues of ``topic``; False when some could not be taken yet."""
         raise NotImplementedError
+
+    def _queue_infos(self) -> dict[MessageQueue, calls.QueueInfo]:
+        """What running info reports per held queue; by default only the offset."""
+        return {queue: calls.QueueInfo(self._offsets.read(queue) or 0) for queue in self._assigned_queues()}
+
+    def _running_properties(self) -> dict[str, str]:
+        """Settings running info shows besides the PROP_* keys (Java lists its consumer's fields)."""
+        return {}
+
+    async def _consume_directly(self, message: ReceivedMessage) -> tuple[str, str | None] | None:
+        """Run the listener on ``message``: (CMResult name, remark), or None when this consumer has none."""
+        return None
+
+    async def _reset_offsets(self, topic: str, offsets: dict[MessageQueue, int]) -> None:
+        """Move held queues of ``topic`` to ``offsets``, dropping what was pulled (only push consumers do)."""
+        log.info("%s: ignoring an offset reset of %s (only push consumers follow them)", self.client_id, topic)
 
     # -- rebalance -------------------------------------------------------------------------------------------
 

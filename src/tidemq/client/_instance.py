@@ -85,6 +85,8 @@ class ClientInstance:
     def __init__(self, namesrv_addr: str, config: ClientConfig | None = None) -> None:
         self.config = config or ClientConfig()
         namesrv_addrs = parse_namesrv_addrs(namesrv_addr)
+        self.namesrv_addrs: tuple[str, ...] = tuple(namesrv_addrs)
+        """The name servers, as given (running info reports them)."""
         self.client_ip = socket.inet_ntoa(local_ipv4(_probe_target(namesrv_addrs)))
         instance_name = self.config.instance_name or f"{os.getpid()}#{time.monotonic_ns()}"
         self.client_id = f"{self.client_ip}@{instance_name}"

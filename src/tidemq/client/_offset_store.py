@@ -83,6 +83,9 @@ class RemoteOffsetStore(_MemoryTable):
     def __init__(self, api: ConsumerApi) -> None:
         super().__init__()
         self._api = api
+        # One persist at a time: a periodic save still in flight when close() saves again could otherwise reach
+        # a broker that handles updates on several threads (Apache) after the final one, with older offsets.
+        self._persisting = asyncio.Lock()
 
     async def read_stored(self, queue: MessageQueue) -> int | None:
         offset = await self._api.query_offset(queue, zero_if_not_found=False)
@@ -91,12 +94,14 @@ class RemoteOffsetStore(_MemoryTable):
         return offset
 
     async def persist(self, queues: Iterable[MessageQueue]) -> None:
-        targets = [(queue, self.offsets[queue]) for queue in queues if queue in self.offsets]
-        if not targets:
-            return
-        results = await asyncio.gather(
-            *(self._api.update_offset(queue, offset) for queue, offset in targets), return_exceptions=True
-        )
+        queues = list(queues)
+        async with self._persisting:
+            targets = [(queue, self.offsets[queue]) for queue in queues if queue in self.offsets]
+            if not targets:
+                return
+            results = await asyncio.gather(
+                *(self._api.update_offset(queue, offset) for queue, offset in targets), return_exceptions=True
+            )
         failures = [(queue, result) for (queue, _), result in zip(targets, results, strict=True) if result is not None]
         for _, result in failures:
             if not isinstance(result, ClientError):

@@ -97,6 +97,13 @@ class ProcessQueue:
         """The held message with the lowest offset (orderly consumption takes them in this order)."""
         return next(iter(self._messages.values()), None)
 
+    def cached_span(self) -> tuple[int, int, int]:
+        """(lowest offset, highest offset, body bytes) of the held messages, zeros when none (running info)."""
+        held = self._messages
+        if not held:
+            return 0, 0, 0
+        return next(iter(held)), max(held), sum(len(m.body) for m in held.values())
+
     def contains(self, message: ReceivedMessage) -> bool:
         return message.queue_offset in self._messages
 

@@ -5,6 +5,8 @@
 * :func:`publish_queues` and :func:`subscribe_queues` are Java's ``topicRouteData2TopicPublishInfo`` and
   ``topicRouteData2TopicSubscribeInfo``: writable queues of brokers that have a master (``brokerAddrs`` key 0)
   for producers, readable queues for consumers.
+* :class:`PublishInfo` picks a producer's queue: round robin, or by sharding key as Java's
+  ``SelectMessageQueueByHash`` does (:func:`java_string_hash` of the key modulo the writable queues).
 * :class:`RouteCache` asks one name server of the ``"host:port;host:port"`` list, picked at random and kept
   until it fails, then the next one (Java's ``namesrvAddrChoosed``). It remembers every topic asked for and
   :meth:`RouteCache.refresh_all` (run every 30 s by the client instance, Java's ``pollNameServerInterval``)
@@ -221,6 +223,18 @@ class PublishInfo:
                 return target
         return targets[next(self._counter) % count]
 
+    def select_by_key(self, sharding_key: str) -> tuple[MessageQueue, str]:
+        """The target of ``sharding_key``: the queue Java's ``SelectMessageQueueByHash`` picks for it
+        (``abs(key.hashCode()) % queue count``), the same for every producer while the route stays.
+
+        Raises:
+            NoRouteError: the route has no writable queue.
+        """
+        targets = self.targets
+        if not targets:
+            raise NoRouteError(self.topic, "the route has no writable queue on a master broker")
+        return targets[abs(java_string_hash(sharding_key)) % len(targets)]
+
     def target(self, queue_id: int, broker_name: str | None = None) -> tuple[MessageQueue, str]:
         """The target of one queue id (on ``broker_name``, or on the first broker that has it).
 
@@ -232,6 +246,15 @@ class PublishInfo:
                 return queue, addr
         where = f" on broker {broker_name}" if broker_name else ""
         raise NoRouteError(self.topic, f"no writable queue {queue_id}{where}")
+
+
+def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode`` (over UTF-16 code units, signed 32-bit), for cross-language queue selection."""
+    value = 0
+    data = text.encode("utf-16-be")
+    for index in range(0, len(data), 2):
+        value = (31 * value + (data[index] << 8 | data[index + 1])) & 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
 
 
 def parse_namesrv_addrs(namesrv_addr: str) -> list[str]:

@@ -18,7 +18,10 @@ INVOKE_BROKER_TO_RESET_OFFSET).
 which also tells online consumers); a broker that does not support it, or has no consumer of the group
 online, gets the offsets computed here (SEARCH_OFFSET_BY_TIMESTAMP per queue) and stored with
 UPDATE_CONSUMER_OFFSET, as ``mqadmin resetOffsetByTime`` falls back to ``resetOffsetByTimeOld``. Running
-consumers of the group overwrite such offsets with their own: stop them first.
+consumers of the group overwrite such offsets with their own: stop them first. Without ``force`` (offsets only
+move back) the offsets are computed here and each queue that moves is reset on its own (5.x ``queueId`` and
+``offset``): Apache 5.x resets on the broker side by default (``useServerSideResetOffset``) and ignores
+``isForce`` there.
 
 State: the client instance (connections, routes); nothing else. Imports nothing from the broker or name server.
 """
@@ -365,32 +368,64 @@ class Admin:
             The new offset of each queue.
         """
         validate_group(group)
+        if not force:
+            return await self._reset_back_only(group, topic, timestamp_ms)
         result: dict[MessageQueue, int] = {}
-        fields = {
-            "topic": topic,
-            "group": group,
-            "timestamp": str(timestamp_ms),
-            "isForce": "true" if force else "false",
-        }
+        fields = {"topic": topic, "group": group, "timestamp": str(timestamp_ms), "isForce": "true"}
         for broker_name, addr in (await self._topic_masters(topic)).items():
-            response = await self._invoke(
-                addr,
-                RequestCode.INVOKE_BROKER_TO_RESET_OFFSET,
-                dict(fields),
-                ok=frozenset({ResponseCode.SUCCESS, *_FALLBACK_RESET_CODES}),
-            )
-            if response.code == ResponseCode.SUCCESS:
-                table = (loads_lenient(response.body) if response.body else {}).get("offsetTable") or {}
-                result.update({_queue_from_key(key): int(offset) for key, offset in table.items()})
-                continue
+            table = await self._invoke_reset(addr, fields)
+            if table is None:
+                table = await self._reset_directly(group, topic, broker_name, timestamp_ms)
+            result |= table
+        return result
+
+    async def _invoke_reset(self, addr: str, fields: dict[str, str]) -> dict[MessageQueue, int] | None:
+        """INVOKE_BROKER_TO_RESET_OFFSET: the broker's new offsets, or ``None`` when it cannot (fall back)."""
+        response = await self._invoke(
+            addr,
+            RequestCode.INVOKE_BROKER_TO_RESET_OFFSET,
+            dict(fields),
+            ok=frozenset({ResponseCode.SUCCESS, *_FALLBACK_RESET_CODES}),
+        )
+        if response.code != ResponseCode.SUCCESS:
             log.info(
                 "%s answered %d to INVOKE_BROKER_TO_RESET_OFFSET; setting the offsets directly", addr, response.code
             )
-            result |= await self._reset_directly(group, topic, broker_name, timestamp_ms, force)
+            return None
+        table = (loads_lenient(response.body) if response.body else {}).get("offsetTable") or {}
+        return {_queue_from_key(key): int(offset) for key, offset in table.items()}
+
+    async def _reset_back_only(self, group: str, topic: str, timestamp_ms: int) -> dict[MessageQueue, int]:
+        """``force=False``: each queue whose committed offset is past the timestamp's offset is moved back."""
+        api = ConsumerApi(self._instance, group)
+        masters = await self._topic_masters(topic)
+        result: dict[MessageQueue, int] = {}
+        for queue in subscribe_queues(topic, await self._route(topic)):
+            addr = masters.get(queue.broker_name)
+            if addr is None:
+                continue
+            offset = await api.search_offset(queue, timestamp_ms)
+            current = await api.query_offset(queue)
+            if current is not None and current <= offset:
+                result[queue] = current
+                continue
+            fields = {
+                "topic": topic,
+                "group": group,
+                "timestamp": str(timestamp_ms),
+                "isForce": "false",
+                "queueId": str(queue.queue_id),  # 5.x: this queue only, to this offset
+                "offset": str(offset),
+            }
+            table = await self._invoke_reset(addr, fields)
+            if table is None:
+                await api.update_offset(queue, offset)
+                table = {queue: offset}
+            result[queue] = table.get(queue, offset)
         return result
 
     async def _reset_directly(
-        self, group: str, topic: str, broker_name: str, timestamp_ms: int, force: bool
+        self, group: str, topic: str, broker_name: str, timestamp_ms: int
     ) -> dict[MessageQueue, int]:
         api = ConsumerApi(self._instance, group)
         route = await self._route(topic)
@@ -399,11 +434,6 @@ class Admin:
             if queue.broker_name != broker_name:
                 continue
             offset = await api.search_offset(queue, timestamp_ms)
-            if not force:
-                current = await api.query_offset(queue)
-                if current is not None and current <= offset:
-                    result[queue] = current
-                    continue
             await api.update_offset(queue, offset)
             result[queue] = offset
         return result

@@ -400,6 +400,16 @@ class LitePullConsumer(ConsumerCore):
         state.consumed_offset = offset
         state.pull_task = self._task_group.create_task(self._pull_loop(state), name=f"pull-{queue}")
 
+    async def _reset_offsets(self, topic: str, offsets: dict[MessageQueue, int]) -> None:
+        """A broker's offset reset (RESET_CONSUMER_CLIENT_OFFSET): seek each held queue named in it. Java's lite
+        pull consumer ignores the request; following it is what mqadmin ``resetOffsetByTime`` users expect."""
+        for queue, offset in offsets.items():
+            if queue in self._states and queue.topic == topic and not self._is_stopping:
+                try:
+                    await self.seek(queue, offset)
+                except ClientError as exc:  # not held any more, offset out of range, broker unreachable
+                    log.warning("%s: cannot follow the reset of %s to %d: %s", self.client_id, queue, offset, exc)
+
     async def seek_to_begin(self, queue: MessageQueue) -> None:
         """:meth:`seek` to the queue's first stored offset."""
         self._check_running()

@@ -1,4 +1,5 @@
-"""The producer: ``send``, ``send_oneway`` and ``send_batch`` (Java's ``DefaultMQProducer``).
+"""The producer: ``send``, ``send_oneway``, ``send_batch``, ``send_orderly`` and ``send_in_transaction``
+(Java's ``DefaultMQProducer`` and ``TransactionMQProducer``).
 
 ::
 
@@ -19,6 +20,15 @@ How a send goes (``DefaultMQProducerImpl.sendDefaultImpl``):
    a timeout is not retried (the time is spent). Other codes raise :class:`~tidemq.client.errors.BrokerError`
    at once. Oneway sends and sends to an explicit queue are not retried, as in Java.
 
+``send_orderly`` picks the queue from a sharding key as Java's ``SelectMessageQueueByHash`` does (the key's
+``String.hashCode`` modulo the writable queues), so Java and Python producers put one key on the same queue.
+
+Transactions (``TransactionMQProducerImpl``, spec 3.15): ``send_in_transaction`` sends a half message (TRAN_MSG,
+PGROUP, sysFlag TRANSACTION_PREPARED), runs the local transaction, and ends it with END_TRANSACTION (oneway) to
+the broker that stored the half: commit, rollback, or "unknown", which leaves the decision to the broker's
+check-back. The broker's CHECK_TRANSACTION_STATE requests reach the producer given a ``transaction_checker``;
+each runs as a task of the connection it came on, and the answer goes back on that connection.
+
 The per-message path builds one properties string, one header dict and one command; no per-message tasks.
 State: the client instance (connections, routes, heartbeats) and the producer's settings, on the loop thread.
 """
@@ -26,21 +36,38 @@ State: the client instance (connections, routes, heartbeats) and the producer's 
 from __future__ import annotations
 
 import enum
+import logging
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from tidemq.client._instance import LANGUAGE, ClientConfig, ClientInstance
-from tidemq.client._message import PROPERTY_WAIT_TRUE, Message, encode_batch, message_properties, new_uniq_key
+from tidemq.client._message import (
+    PROPERTY_WAIT_TRUE,
+    Message,
+    decode_message,
+    encode_batch,
+    message_properties,
+    new_uniq_key,
+)
 from tidemq.client._routes import AUTO_CREATE_TOPIC, MessageQueue, PublishInfo
-from tidemq.client.errors import BrokerError, ClientError, ConnectionFailedError, RequestTimeoutError
+from tidemq.client._transaction import (
+    END_TRANSACTION_TYPE,
+    LocalTransaction,
+    TransactionChecker,
+    TransactionState,
+    resolve_state,
+)
+from tidemq.client.errors import BrokerError, ClientError, ConnectionFailedError, NoRouteError, RequestTimeoutError
 from tidemq.errors import MessageIllegalError
 from tidemq.protocol.remoting import DEFAULT_VERSION, RemotingCommand, RequestCode, ResponseCode
 from tidemq.store import record as rec
 from tidemq.store.names import validate_group, validate_topic
-from tidemq.transport import next_opaque
+from tidemq.transport import RemotingChannel, next_opaque
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE: Final = 4 << 20
 """The broker's default ``maxMessageSize`` (4 MiB); Java's producer checks bodies against the same number."""
@@ -100,6 +127,23 @@ class SendResult:
     broker_name: str
 
 
+@dataclass(frozen=True, slots=True)
+class TransactionResult:
+    """What ``send_in_transaction`` did (Java's ``TransactionSendResult``).
+
+    Attributes:
+        send_result: the half message's result; its ``msg_id`` is the transaction id.
+        state: the local transaction's answer, sent to the broker with END_TRANSACTION.
+    """
+
+    send_result: SendResult
+    state: TransactionState
+
+    @property
+    def transaction_id(self) -> str:
+        return self.send_result.msg_id
+
+
 @dataclass(frozen=True)
 class ProducerConfig:
     """Producer settings; the defaults are Java's ``DefaultMQProducer`` ones.
@@ -128,19 +172,31 @@ class Producer:
         group: the producer group (shows in the broker's producer table; transactions use it).
         namesrv_addr: name servers, ``"host:port;host:port"``.
         config: settings; the defaults suit most uses.
+        transaction_checker: answers the broker's transaction check-backs (see :data:`TransactionChecker`);
+            without one, check-backs go unanswered and undecided transactions stay open until the broker gives up.
 
     Raises:
         IllegalNameError: ``group`` breaks RocketMQ's naming rules.
         ValueError: ``namesrv_addr`` names no server.
     """
 
-    def __init__(self, group: str, namesrv_addr: str, *, config: ProducerConfig | None = None) -> None:
+    def __init__(
+        self,
+        group: str,
+        namesrv_addr: str,
+        *,
+        config: ProducerConfig | None = None,
+        transaction_checker: TransactionChecker | None = None,
+    ) -> None:
         validate_group(group)
         self.group = group
         self.config = config or ProducerConfig()
         self._instance = ClientInstance(namesrv_addr, self.config.client)
         self._routes = self._instance.routes
         self._pool = self._instance.pool
+        self._transaction_checker = transaction_checker
+        if transaction_checker is not None:
+            self._pool.handlers[RequestCode.CHECK_TRANSACTION_STATE] = self._on_check_transaction
         self._checked_topics: set[str] = set()
         self._queue_nums_text = str(self.config.default_topic_queue_nums)
 
@@ -308,6 +364,90 @@ class Producer:
             broker_name,
         )
 
+    async def send_orderly(
+        self,
+        topic: str,
+        body: bytes | str,
+        sharding_key: str,
+        *,
+        tags: str | None = None,
+        keys: str | Sequence[str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> SendResult:
+        """Send one message to the queue its ``sharding_key`` maps to, so that messages of one key keep their
+        order in one queue (Java's ``send(msg, SelectMessageQueueByHash, key)``; an orderly consumer then reads
+        them in that order).
+
+        The queue is the key's Java ``String.hashCode`` modulo the topic's writable queues: the same queue a Java
+        producer picks for that key, as long as the route does not change. No retries on another queue, which
+        would break the order.
+
+        Raises:
+            The errors of :meth:`send`.
+        """
+        self._instance.check_running()
+        if topic not in self._checked_topics:
+            self._check_topic(topic)
+        queue, _ = (await self._publish_info(topic)).select_by_key(sharding_key)
+        return await self.send(
+            topic,
+            body,
+            tags=tags,
+            keys=keys,
+            properties=properties,
+            queue_id=queue.queue_id,
+            broker_name=queue.broker_name,
+        )
+
+    async def send_in_transaction(
+        self,
+        topic: str,
+        body: bytes | str,
+        local_transaction: LocalTransaction,
+        *,
+        tags: str | None = None,
+        keys: str | Sequence[str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> TransactionResult:
+        """Send ``body`` as a transactional message: stored as a half message (invisible to consumers), then
+        ``local_transaction`` runs, and its answer commits (delivers), rolls back (discards) or leaves the message
+        to the broker's check-back (UNKNOWN, answered by the producer's ``transaction_checker``).
+
+        A local transaction that raises counts as UNKNOWN (the error goes to the broker as the remark), as in
+        Java. The END_TRANSACTION request is oneway: if it is lost, the check-back decides.
+
+        Raises:
+            The errors of :meth:`send` (for the half message; the local transaction then does not run).
+        """
+        self._instance.check_running()
+        if topic not in self._checked_topics:
+            self._check_topic(topic)
+        payload, sys_flag = self._payload(body)
+        uniq_key = new_uniq_key()
+        properties_text = message_properties(uniq_key, tags, keys, properties)
+        properties_text += f"TRAN_MSG\x01true\x02PGROUP\x01{self.group}\x02"
+        half = await self._send(
+            RequestCode.SEND_MESSAGE_V2,
+            topic,
+            payload,
+            properties_text,
+            sys_flag | rec.SYSFLAG_TRANSACTION_PREPARED,
+            uniq_key,
+            None,
+            None,
+        )
+        remark = ""
+        if half.status is not SendStatus.SEND_OK:
+            state = TransactionState.ROLLBACK  # not durably stored: Java rolls back too
+        else:
+            try:
+                state = await resolve_state(local_transaction(half))
+            except Exception as exc:  # the application's failure: undecided, the check-back will ask
+                log.warning("local transaction of %s raised; leaving it to the check-back", uniq_key, exc_info=True)
+                state, remark = TransactionState.UNKNOWN, f"executeLocalTransactionBranch exception: {exc!r}"
+        await self._end_transaction(half, topic, state, remark)
+        return TransactionResult(half, state)
+
     # -- internals -------------------------------------------------------------------------------------------
 
     def _check_topic(self, topic: str) -> None:
@@ -409,3 +549,73 @@ class Producer:
             raise RequestTimeoutError(info.targets[0][1] if info.targets else "?", timeout_s, "send")
         last_error.add_note(f"send to topic {topic} failed after {attempt + 1} attempts within {timeout_s} s")
         raise last_error
+
+    # -- transactions ----------------------------------------------------------------------------------------
+
+    async def _end_transaction(self, half: SendResult, topic: str, state: TransactionState, remark: str) -> None:
+        """END_TRANSACTION (oneway) for a half message this producer just sent."""
+        addr = self._routes.find_broker_addr(half.broker_name)
+        if addr is None:
+            raise NoRouteError(topic, f"no address for broker {half.broker_name}")
+        _, _, commitlog_offset = rec.decode_offset_msg_id(half.offset_msg_id)
+        fields = self._end_fields(half.queue_offset, commitlog_offset, half.msg_id, topic, state, from_check=False)
+        request = self._instance.make_request(RequestCode.END_TRANSACTION, fields)
+        request.flag = 2  # oneway
+        request.remark = remark or None
+        await self._pool.invoke_oneway(addr, request, self.config.send_timeout_s)
+
+    def _end_fields(
+        self,
+        queue_offset: int,
+        commitlog_offset: int,
+        msg_id: str,
+        topic: str,
+        state: TransactionState,
+        *,
+        from_check: bool,
+    ) -> dict[str, str]:
+        """EndTransactionRequestHeader (spec 3.15)."""
+        return {
+            "producerGroup": self.group,
+            "tranStateTableOffset": str(queue_offset),
+            "commitLogOffset": str(commitlog_offset),
+            "commitOrRollback": str(END_TRANSACTION_TYPE[state]),
+            "fromTransactionCheck": "true" if from_check else "false",
+            "msgId": msg_id,
+            "transactionId": msg_id,
+            "topic": topic,
+        }
+
+    def _on_check_transaction(self, channel: RemotingChannel, request: RemotingCommand) -> Awaitable[None]:
+        """CHECK_TRANSACTION_STATE (oneway, spec 3.15): answered by a task the connection owns."""
+        return self._check_transaction(channel, request)
+
+    async def _check_transaction(self, channel: RemotingChannel, request: RemotingCommand) -> None:
+        checker = self._transaction_checker
+        assert checker is not None
+        fields = request.ext_fields
+        try:
+            message = decode_message(request.body)
+        except ValueError as exc:
+            log.warning("%s sent a transaction check with a bad body: %s", channel.remote_address, exc)
+            return
+        try:
+            state = await resolve_state(checker(message))
+            remark = ""
+        except Exception as exc:  # the application's failure: the broker asks again at its next check
+            log.warning("transaction checker raised on %s", message.msg_id, exc_info=True)
+            state, remark = TransactionState.UNKNOWN, f"checkLocalTransaction exception: {exc!r}"
+        end = self._end_fields(
+            int(fields.get("tranStateTableOffset") or 0),
+            int(fields.get("commitLogOffset") or message.commitlog_offset),
+            message.msg_id,
+            message.topic,
+            state,
+            from_check=True,
+        )
+        end["transactionId"] = fields.get("transactionId") or message.msg_id
+        answer = self._instance.make_request(RequestCode.END_TRANSACTION, end)
+        answer.flag = 2  # oneway
+        answer.remark = remark or None
+        if not channel.is_closed:
+            channel.send(answer)

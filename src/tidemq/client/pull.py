@@ -17,8 +17,9 @@ it (stored records, spec 5.1), :attr:`PullResult.message_count` reads only the r
 :attr:`PullResult.messages` decodes them on first access.
 
 A pull with ``suspend_s`` > 0 may be held by the broker until a message arrives (long polling, spec 4.2); the
-request timeout is then ``suspend_s`` plus ``request_timeout_s``. When the broker suggests a slave
-(``suggestWhichBrokerId``) the next pull of that queue goes there, if the route knows its address.
+request timeout is then ``suspend_s`` plus ``request_timeout_s`` plus 5 s (``HELD_PULL_GRACE_S``: Apache answers
+held pulls on a 5 s tick). When the broker suggests a slave (``suggestWhichBrokerId``) the next pull of that
+queue goes there, if the route knows its address.
 
 State: the client instance (connections, routes, heartbeats) and the suggested broker per queue, on the loop
 thread. The group is heartbeated as a CONSUME_ACTIVELY clustering consumer, as Java's pull consumer does.
@@ -135,7 +136,8 @@ class PullClient:
             expression_type: ``"TAG"``, or ``"SQL92"`` (the broker evaluates it against message properties).
             suspend_s: let the broker hold the pull this long when nothing is there yet (0: answer at once).
             commit_offset: also store this as the group's offset of the queue (pull flag bit 0, master only).
-            timeout_s: overrides ``suspend_s + request_timeout_s``.
+            timeout_s: overrides ``request_timeout_s``, or ``suspend_s + HELD_PULL_GRACE_S + request_timeout_s``
+                for a held pull.
 
         Raises:
             BrokerError: an error code (no such topic, group not allowed...).

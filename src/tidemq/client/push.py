@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tidemq.client._allocate import AllocateStrategy
+from tidemq.client._broker_calls import PROP_CONSUME_ORDERLY, PROP_THREADPOOL_CORE_SIZE, QueueInfo
 from tidemq.client._consumer_api import PullResult, PullStatus, restore_retry_topic
 from tidemq.client._consumer_base import (
     ConsumeFromWhere,
@@ -96,6 +97,8 @@ class _QueueState:
     pull_task: asyncio.Task[None] | None = None
     consume_task: asyncio.Task[None] | None = None
     lock_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    last_pull_ms: int = 0
+    last_consume_ms: int = 0
 
 
 class PushConsumer(ConsumerCore):
@@ -340,6 +343,7 @@ class PushConsumer(ConsumerCore):
                     suspend_s=self.timings.pull_suspend_s,
                     commit_offset=commit if commit else None,
                 )
+                state.last_pull_ms = _now_ms()
                 if not pq.is_dropped:
                     self._on_pulled(state, result)
                     self._pull_worked(queue)
@@ -407,16 +411,21 @@ class PushConsumer(ConsumerCore):
             if not self._in_flight:
                 self._idle.set()
 
+    async def _call_listener(self, message: ReceivedMessage) -> object:
+        """The listener's answer for ``message`` (sync listeners run in the pool); its exceptions propagate."""
+        listener, is_async = self._listener_for(message.topic)
+        if is_async:
+            result = listener(message)
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, listener, message)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
     async def _invoke(self, message: ReceivedMessage) -> ConsumeResult:
         """Call the listener; exceptions and unknown answers mean RECONSUME_LATER."""
-        listener, is_async = self._listener_for(message.topic)
         try:
-            if is_async:
-                result = listener(message)
-            else:
-                result = await asyncio.get_running_loop().run_in_executor(self._executor, listener, message)
-            if inspect.isawaitable(result):
-                result = await result
+            result = await self._call_listener(message)
         except Exception:  # the listener's failure is the message's failure, never the consumer's
             log.warning(
                 "%s: the listener raised on message %s; it will be consumed again",
@@ -433,6 +442,7 @@ class PushConsumer(ConsumerCore):
         return ConsumeResult.RECONSUME_LATER
 
     def _commit(self, state: _QueueState, message: ReceivedMessage) -> None:
+        state.last_consume_ms = _now_ms()
         offset = state.pq.remove(message)
         if offset >= 0 and not state.pq.is_dropped:
             self._offsets.update(state.queue, offset, increase_only=True)
@@ -510,6 +520,81 @@ class PushConsumer(ConsumerCore):
                 return
         state.pq.replace(replace(message, reconsume_times=attempts))
 
+    # -- requests from brokers for admin tools (handlers in ConsumerCore) -------------------------------------
+
+    def _is_orderly_consumer(self) -> bool:
+        return self.is_orderly
+
+    def _running_properties(self) -> dict[str, str]:
+        return {
+            PROP_CONSUME_ORDERLY: "true" if self.is_orderly else "false",
+            PROP_THREADPOOL_CORE_SIZE: str(self.consume_concurrency),
+            "consumeThreadMin": str(self.consume_concurrency),
+            "consumeThreadMax": str(self.consume_concurrency),
+            "pullBatchSize": str(self.pull_batch_size),
+            "pullThresholdForQueue": str(self.max_cached_messages_per_queue),
+            "maxReconsumeTimes": str(self.max_reconsume_times),
+        }
+
+    def _queue_infos(self) -> dict[MessageQueue, QueueInfo]:
+        infos = {}
+        wall_minus_monotonic_ms = _now_ms() - time.monotonic() * 1000
+        for queue, state in self._states.items():
+            low, high, size = state.pq.cached_span()
+            infos[queue] = QueueInfo(
+                commit_offset=self._offsets.read(queue) or 0,
+                cached_min_offset=low,
+                cached_max_offset=high,
+                cached_count=state.pq.count,
+                cached_bytes=size,
+                is_locked=state.pq.is_locked,
+                last_lock_ms=int(state.pq.last_lock_s * 1000 + wall_minus_monotonic_ms) if state.pq.last_lock_s else 0,
+                last_pull_ms=state.last_pull_ms,
+                last_consume_ms=state.last_consume_ms,
+            )
+        return infos
+
+    async def _consume_directly(self, message: ReceivedMessage) -> tuple[str, str | None] | None:
+        """Java's ``consumeMessageDirectly``: the listener's verdict, exceptions reported, nothing committed."""
+        if message.topic == self.retry_topic:
+            message = restore_retry_topic(message, self.retry_topic)
+        try:
+            result = await self._call_listener(message)
+        except Exception as exc:  # noqa: BLE001  # the listener's failure goes to the admin tool (CR_THROW_EXCEPTION)
+            return "CR_THROW_EXCEPTION", f"{type(exc).__name__}: {exc}"
+        if result is None or result is ConsumeResult.CONSUME_SUCCESS:
+            return "CR_SUCCESS", None
+        if result is ConsumeResult.RECONSUME_LATER:
+            return "CR_LATER", None
+        return "CR_RETURN_NULL", f"the listener returned {result!r}"
+
+    async def _reset_offsets(self, topic: str, offsets: dict[MessageQueue, int]) -> None:
+        """Java's ``MQClientInstance.resetOffset`` without its 10 s pause: each held queue of ``topic`` named in
+        ``offsets`` drops what it pulled, starts over at its new offset, and the offsets are committed."""
+        moved = []
+        for queue, offset in offsets.items():
+            state = self._states.get(queue)
+            if state is None or queue.topic != topic or self._is_stopping:
+                continue
+            self._restart_queue(state, offset)
+            moved.append(queue)
+        if moved:
+            await self._offsets.persist(moved)
+
+    def _restart_queue(self, state: _QueueState, offset: int) -> None:
+        """Replace a held queue's state by a fresh one at ``offset``; listeners in flight on the old one commit
+        nothing (its process queue is dropped)."""
+        queue = state.queue
+        del self._states[queue]
+        state.pq.drop()
+        state.lock_changed.set()
+        if state.pull_task is not None:
+            state.pull_task.cancel()
+        self._add_queue(queue, state.subscription, offset, is_locked=False)
+        fresh = self._states[queue]
+        fresh.pq.is_locked, fresh.pq.last_lock_s = state.pq.is_locked, state.pq.last_lock_s
+        fresh.lock_changed.set()
+
     # -- orderly locks ---------------------------------------------------------------------------------------
 
     def _set_locked(self, state: _QueueState, is_locked: bool) -> None:
@@ -557,6 +642,10 @@ class PushConsumer(ConsumerCore):
         for queue, state in states.items():
             if queue.broker_name not in failed:  # unreachable: keep the lock until it expires client-side
                 self._set_locked(state, queue in locked)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _by_broker(queues: list[MessageQueue]) -> dict[str, list[MessageQueue]]:

@@ -1,5 +1,5 @@
 """BrokerGateway: the request-code table, the listening sockets (listenPort and the VIP port listenPort-2),
-and the broker-to-client notifications.
+and the broker-to-client notifications (requests forwarded to consumers: ``broker_to_client``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Final
 
 from tidemq.broker.broker import Broker
-from tidemq.gateways.remoting_broker import admin, consumer, pull, query, send, transaction
+from tidemq.gateways.remoting_broker import admin, broker_to_client, consumer, pull, query, send, transaction
 from tidemq.gateways.remoting_broker.common import BadRequest
 from tidemq.protocol.remoting import RemotingCommand, RequestCode, ResponseCode
 from tidemq.transport import RemotingChannel, RemotingServer, next_opaque
@@ -54,7 +54,9 @@ class BrokerGateway:
         self, broker: Broker, *, host: str = "0.0.0.0", port: int | None = None, with_vip_channel: bool = True
     ) -> None:
         self.broker = broker
-        self.handlers: dict[int, Handler] = {**BASE_HANDLERS, **admin.HANDLERS}
+        self.handlers: dict[int, Handler] = {**BASE_HANDLERS, **admin.HANDLERS, **broker_to_client.HANDLERS}
+        self.client_call_timeout_s = broker_to_client.CALL_CLIENT_TIMEOUT_S
+        """How long a request forwarded to a consumer (307, 309) may take before the caller gets a timeout."""
         listen_port = broker.config.listen_port if port is None else port
         max_frame = broker.config.max_message_size + HEADER_ROOM
         self.server = RemotingServer(
