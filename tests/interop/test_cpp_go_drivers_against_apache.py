@@ -180,7 +180,13 @@ def test_cpp_push_consumer_retries_on_reconsume_later(apache: Any, home: Path) -
     )
     first = [m for m in result.messages if not m["ack"]]
     again = [m for m in result.messages if m["ack"]]
-    assert {m["body"] for m in first} == {m["body"] for m in again} == {"retry-0", "retry-1"}
+    # Seen once (2026-11-26, CI): retry-1 only came back acked, its first delivery missing from the output; the
+    # listener's own errors and each delivery's fields say why, next time.
+    seen = [(m["body"], m["reconsume_times"], m["ack"], m["topic"]) for m in result.messages]
+    assert {m["body"] for m in first} == {m["body"] for m in again} == {"retry-0", "retry-1"}, (
+        seen,
+        result.events("error"),
+    )
     assert all(m["reconsume_times"] == 0 for m in first)
     assert all(m["reconsume_times"] == 1 for m in again)
     assert all(m["topic"] == topic for m in again)  # the client restores RETRY_TOPIC
