@@ -21,6 +21,7 @@ from tidemq.errors import StoreCorruptionError
 from tidemq.store import record as rec
 from tidemq.store.checkpoint import ABORT_FILE, Checkpoint
 from tidemq.store.consume_queue import ENTRY, ENTRY_SIZE
+from tidemq.store.packing import collect_index_keys
 from tidemq.store.segment_file import SegmentQueue
 from tidemq.store.tag_codes import tag_code_of
 
@@ -238,9 +239,7 @@ def _dispatch(store: MessageStore, scanned: ScannedRecord, behind: set[tuple[str
 def _index_keys(store: MessageStore, scanned: ScannedRecord, out: list[tuple[str, int, int]]) -> None:
     if not store.config.message_index_enable:
         return
-    from tidemq.store.message_store import _collect_index_keys
-
-    _collect_index_keys(out, scanned.topic, scanned.properties, scanned.physical_offset, scanned.store_timestamp)
+    collect_index_keys(out, scanned.topic, scanned.properties, scanned.physical_offset, scanned.store_timestamp)
 
 
 def _valid_data_after(log_files: SegmentQueue, end: int) -> bool:
