@@ -8,6 +8,7 @@ topic, which the broker holds for delay level 3 (10 s).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -665,3 +666,47 @@ async def test_a_failed_send_back_is_consumed_again_locally(server: ServerProces
         await wait_for(lambda: len(seen) == 2, "consumed again here after the send-back failed")
     assert [(m.msg_id, m.reconsume_times, m.topic) for m in seen] == [(sent.msg_id, 0, topic), (sent.msg_id, 1, topic)]
     assert await asyncio.to_thread(committed_offset, server.broker_addr, group, topic, 0) == 1
+
+
+async def test_a_backlog_for_a_sync_listener_is_consumed_in_shares_with_failures_retried(server: ServerProcess) -> None:
+    """Under a backlog a sync listener gets several messages per trip to the thread pool (one call each); a
+    message that raises or answers RECONSUME_LATER inside such a share still comes back alone through the retry
+    topic, and the others are committed."""
+    topic, group = "PushShares", "CG_push_shares"
+    await create_topic(server, topic, 4)
+    async with Producer("PG_push_shares", server.namesrv_addr) as producer:
+        for queue_id in range(4):
+            batch = [f"s{queue_id}-{i}".encode() for i in range(100)]
+            await producer.send_batch(topic, batch, queue_id=queue_id)
+    calls: defaultdict[bytes, list[int]] = defaultdict(list)  # body -> reconsume_times of each call
+    threads: set[int] = set()
+
+    def listener(message: ReceivedMessage) -> ConsumeResult:
+        threads.add(threading.get_ident())
+        calls[message.body].append(message.reconsume_times)
+        index = int(message.body.split(b"-")[1])
+        if message.reconsume_times == 0 and index % 50 == 7:
+            raise RuntimeError("fails once")
+        if message.reconsume_times == 0 and index % 50 == 31:
+            return ConsumeResult.RECONSUME_LATER
+        return ConsumeResult.CONSUME_SUCCESS
+
+    failing = {f"s{q}-{i}".encode() for q in range(4) for i in (7, 57, 31, 81)}
+    consumer = PushConsumer(
+        group,
+        server.namesrv_addr,
+        consume_from_where=ConsumeFromWhere.FIRST_OFFSET,
+        consume_concurrency=4,
+        timings=FAST,
+    )
+    consumer.subscribe(topic, "*", listener)
+    async with consumer:
+        await wait_for(
+            lambda: len(calls) == 400 and all(len(calls[body]) == 2 for body in failing), "backlog and retries", 45
+        )
+    assert threading.get_ident() not in threads, "a sync listener runs in the consumer's threads"
+    for body, attempts in calls.items():
+        assert attempts == ([0, 1] if body in failing else [0]), (body, attempts)
+    for queue_id in range(4):
+        committed = await asyncio.to_thread(committed_offset, server.broker_addr, group, topic, queue_id)
+        assert committed == 100

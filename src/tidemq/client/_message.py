@@ -305,32 +305,80 @@ def iter_bodies(raw: bytes | memoryview) -> Iterator[memoryview]:
 def decode_message(raw: bytes | memoryview, position: int = 0, broker_name: str = "") -> ReceivedMessage:
     """Decode the record at ``position`` (magic V1 or V2, IPv4 hosts), pulled from ``broker_name``.
 
+    Straight into a :class:`ReceivedMessage` (not through :func:`tidemq.store.record.decode_record`'s
+    StoredRecord): a push consumer decodes every message it hands to a listener.
+
     Raises:
         ValueError: not a whole record.
     """
-    record = rec.decode_record(raw, position)
-    body = record.body
-    sys_flag = record.sys_flag
+    if len(raw) - position < rec.MIN_RECORD_SIZE:
+        raise ValueError(f"truncated record at {position}: {len(raw) - position} bytes")
+    (
+        size,
+        magic,
+        _crc,
+        queue_id,
+        flag,
+        queue_offset,
+        physical_offset,
+        sys_flag,
+        born_ts,
+        born_addr,
+        born_port,
+        store_ts,
+        store_addr,
+        store_port,
+        reconsume,
+        _prepared,
+        body_len,
+    ) = rec.HEAD.unpack_from(raw, position)
+    if magic != rec.MAGIC_V1 and magic != rec.MAGIC_V2:  # two int compares: cheaper than a tuple
+        raise ValueError(f"bad magic {magic & 0xFFFFFFFF:#010x} at {position}")
+    if sys_flag & (rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6):
+        raise ValueError(f"IPv6 host records are not supported (at {position})")
+    if (
+        size < rec.MIN_RECORD_SIZE
+        or len(raw) - position < size
+        or body_len < 0
+        or body_len > size - rec.MIN_RECORD_SIZE
+    ):
+        raise ValueError(f"bad record size {size} / body length {body_len} at {position}")
+    p = position + rec.HEAD_SIZE
+    body = bytes(raw[p : p + body_len])
+    p += body_len
+    if magic == rec.MAGIC_V1:
+        topic_len = raw[p]
+        p += 1
+    else:
+        (topic_len,) = rec.PROPERTIES_LENGTH.unpack_from(raw, p)
+        p += 2
+    topic = bytes(raw[p : p + topic_len]).decode()
+    p += topic_len
+    (props_len,) = rec.PROPERTIES_LENGTH.unpack_from(raw, p)
+    p += 2
+    if props_len < 0 or p + props_len != position + size:
+        raise ValueError(f"record lengths do not add up to its size {size} at {position}")
+    properties = rec.parse_properties(bytes(raw[p : p + props_len]).decode())
     if sys_flag & rec.SYSFLAG_COMPRESSED and sys_flag & _COMPRESSION_TYPE_MASK in (0, _ZLIB_COMPRESSION):
         try:
             body = zlib.decompress(body)
         except zlib.error as exc:
             raise ValueError(f"compressed body of the record at {position} does not inflate: {exc}") from None
     return ReceivedMessage(
-        topic=record.topic,
+        topic=topic,
         body=body,
-        queue_id=record.queue_id,
-        queue_offset=record.queue_offset,
-        commitlog_offset=record.physical_offset,
-        properties=record.properties,
-        born_timestamp=record.born_timestamp,
-        store_timestamp=record.store_timestamp,
-        born_host=record.born_host,
-        store_host=record.store_host,
-        reconsume_times=record.reconsume_times,
+        queue_id=queue_id,
+        queue_offset=queue_offset,
+        commitlog_offset=physical_offset,
+        properties=properties,
+        born_timestamp=born_ts,
+        store_timestamp=store_ts,
+        born_host=rec.host_of(born_addr, born_port),
+        store_host=rec.host_of(store_addr, store_port),
+        reconsume_times=reconsume,
         sys_flag=sys_flag,
-        flag=record.flag,
-        store_size=record.total_size,
+        flag=flag,
+        store_size=size,
         broker_name=broker_name,
     )
 

@@ -35,6 +35,7 @@ Total size = 91 + n + t + p. This module imports nothing from tidemq.
 from __future__ import annotations
 
 import functools
+import socket
 import struct
 import zlib
 from collections.abc import Iterator
@@ -201,8 +202,17 @@ def encode_record(
     return bytes(out)
 
 
-def _host(address: bytes, port: int) -> tuple[str, int]:
-    return (".".join(str(b) for b in address), port)
+_HOST_TEXT: dict[bytes, str] = {}
+
+
+def host_of(address: bytes, port: int) -> tuple[str, int]:
+    """Dotted text of a 4-byte address (cached: a consumer decodes the same few hosts millions of times)."""
+    text = _HOST_TEXT.get(address)
+    if text is None:
+        text = socket.inet_ntoa(address)
+        if len(_HOST_TEXT) < 4096:
+            _HOST_TEXT[address] = text
+    return (text, port)
 
 
 def decode_record(buf: bytes | bytearray | memoryview, pos: int = 0) -> StoredRecord:
@@ -264,9 +274,9 @@ def decode_record(buf: bytes | bytearray | memoryview, pos: int = 0) -> StoredRe
         physical_offset=physical_offset,
         sys_flag=sys_flag,
         born_timestamp=born_ts,
-        born_host=_host(born_addr, born_port),
+        born_host=host_of(born_addr, born_port),
         store_timestamp=store_ts,
-        store_host=_host(store_addr, store_port),
+        store_host=host_of(store_addr, store_port),
         reconsume_times=reconsume,
         prepared_transaction_offset=prepared,
         body=body,

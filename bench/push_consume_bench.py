@@ -1,0 +1,138 @@
+"""How fast tidemq's own PushConsumer drains a backlog (issue 4: ≥ 200,000 msgs/s from a backlog).
+
+``tidemq bench consume`` drains with the lower-level PullClient; this measures the SDK's ``PushConsumer`` itself,
+listener calls included (a no-op listener that counts), against a ``tidemq dev`` started here on free loopback
+ports. The backlog is filled with batched sends (``tidemq bench produce --batch 32``) first; each drain uses a new
+consumer group from the first offset. The Java push consumer's figure on the same broker is scenario 4 of
+``make bench`` (docs/benchmarks.md).
+
+Run: ``.venv/bin/python bench/push_consume_bench.py [--messages 1000000] [--runs 3]``; prints one JSON line per
+run and a summary with the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.server_process import free_port  # noqa: E402  # the repo root is put on the path just above
+
+from tidemq.client import ConsumeFromWhere, ConsumeResult, PushConsumer, ReceivedMessage  # noqa: E402
+
+TOPIC = "PushDrain"
+
+
+async def drain(namesrv: str, group: str, expected: int, concurrency: int, batch: int) -> dict[str, float]:
+    """Consume ``expected`` messages with a new group; rate = messages ÷ (last arrival - first arrival)."""
+    received = 0
+    first = last = 0.0
+    done = asyncio.Event()
+
+    def on_message(message: ReceivedMessage) -> ConsumeResult:
+        nonlocal received, first, last
+        now = time.monotonic()
+        if not received:
+            first = now
+        received += 1
+        last = now
+        if received >= expected:
+            done.set()
+        return ConsumeResult.CONSUME_SUCCESS
+
+    consumer = PushConsumer(
+        group,
+        namesrv,
+        consume_from_where=ConsumeFromWhere.FIRST_OFFSET,
+        consume_concurrency=concurrency,
+        pull_batch_size=batch,
+    )
+    consumer.subscribe(TOPIC, "*", on_message)
+    cpu_started, started = time.process_time(), time.monotonic()
+    async with consumer:
+        await asyncio.wait_for(done.wait(), timeout=600)
+    cpu = time.process_time() - cpu_started
+    return {
+        "messages": received,
+        "msgs_per_s": received / max(last - first, 1e-9),
+        "first_message_after_s": first - started,
+        "client_cpu_us_per_msg": cpu / max(received, 1) * 1e6,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--pull-batch", type=int, default=32)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tidemq-push-bench-"))
+    namesrv_port, broker_port = free_port(), free_port(with_vip=True)
+    namesrv = f"127.0.0.1:{namesrv_port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tidemq.cli.main", "dev", "--data-dir", str(work / "data")),
+            *("--host", "127.0.0.1", "--namesrv-port", str(namesrv_port), "--broker-port", str(broker_port)),
+            *("--log-level", "WARNING"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not server.stdout.readline().startswith("tidemq dev ready"):
+            pass
+        report = work / "fill.json"
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "tidemq.cli.main", "bench", "produce", "--namesrv", namesrv, "--topic", TOPIC),
+                *("--batch", "32", "--concurrency", "16", "--size", "128", "--count", str(args.messages)),
+                *("--json", str(report), "--no-progress"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env=env,
+        )
+        filled = int(json.loads(report.read_text())["count"])
+        results = []
+        for run in range(args.runs):
+            result = asyncio.run(drain(namesrv, f"PushDrain_{run}", filled, args.concurrency, args.pull_batch))
+            results.append(result)
+            print(json.dumps({"run": run, **result}), flush=True)
+        rates = [r["msgs_per_s"] for r in results]
+        cpu = [r["client_cpu_us_per_msg"] for r in results]
+        summary = {
+            "backlog": filled,
+            "median_msgs_per_s": statistics.median(rates),
+            "min": min(rates),
+            "max": max(rates),
+            "median_client_cpu_us_per_msg": statistics.median(cpu),
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+        }
+        print(json.dumps(summary))
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(60)
+        if server.stdout is not None:
+            server.stdout.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
