@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from tidemq.client import (
     Producer,
     PullClient,
     ReceivedMessage,
+    TransactionState,
     sync,
 )
 
@@ -149,3 +151,48 @@ def test_blocking_facade(server: ServerProcess) -> None:
         assert sum(lite.committed(q) or 0 for q in queues) == 5
     with pytest.raises(ClientStateError, match="not started"):
         lite.poll(0.1)
+
+
+def test_blocking_producer_sends_orderly_and_in_transactions(tmp_path: Path) -> None:
+    conf = tmp_path / "broker.conf"
+    conf.write_text("transactionCheckInterval=1000\ntransactionTimeOut=2000\n")  # check halves 2 s old, every second
+    process = start_server(tmp_path / "data", broker_conf=conf)
+    checked: list[bytes] = []
+
+    def check(message: ReceivedMessage) -> TransactionState:  # a plain function, on the producer's loop thread
+        checked.append(message.body)
+        return TransactionState.COMMIT
+
+    try:
+        with sync.Producer("PG_sync_tx", process.namesrv_addr, transaction_checker=check) as producer:
+            orderly = [producer.send_orderly("SyncOrderly", f"key-1:{step}", "key-1") for step in range(4)]
+            results = {
+                body: producer.send_in_transaction("SyncTx", body, lambda _half, state=state: state)
+                for body, state in (
+                    ("commit", TransactionState.COMMIT),
+                    ("rollback", TransactionState.ROLLBACK),
+                    ("unknown", TransactionState.UNKNOWN),
+                )
+            }
+            deadline = time.monotonic() + 15
+            while b"unknown" not in checked:
+                assert time.monotonic() < deadline, "no check-back for the UNKNOWN transaction"
+                time.sleep(0.05)
+        assert len({r.queue_id for r in orderly}) == 1, "one sharding key, one queue"
+        first = orderly[0].queue_offset
+        assert [r.queue_offset for r in orderly] == [first, first + 1, first + 2, first + 3]
+        assert {body: r.state for body, r in results.items()} == {
+            "commit": TransactionState.COMMIT,
+            "rollback": TransactionState.ROLLBACK,
+            "unknown": TransactionState.UNKNOWN,
+        }
+        lite = sync.LitePullConsumer("CG_sync_tx", process.namesrv_addr, consume_from_where="CONSUME_FROM_FIRST_OFFSET")
+        with lite:
+            lite.assign(lite.fetch_queues("SyncTx"))
+            polled: list[ReceivedMessage] = []
+            while sorted(m.body for m in polled) != [b"commit", b"unknown"]:
+                assert time.monotonic() < deadline, f"visible: {[m.body for m in polled]}"
+                polled += lite.poll(0.5)
+    finally:
+        process.stop()
+    assert set(checked) == {b"unknown"}, "only the UNKNOWN transaction is checked back"

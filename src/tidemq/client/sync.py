@@ -40,6 +40,7 @@ from tidemq.client._consumer_base import ConsumeFromWhere, ConsumerTimings, Mess
 from tidemq.client._instance import ClientConfig
 from tidemq.client._message import Message, ReceivedMessage
 from tidemq.client._routes import MessageQueue, TopicRoute
+from tidemq.client._transaction import LocalTransaction, TransactionChecker
 from tidemq.client.errors import ClientStateError
 
 T = TypeVar("T")
@@ -149,8 +150,20 @@ class _Blocking(Generic[ClientT]):
 class Producer(_Blocking[_producer.Producer]):
     """:class:`tidemq.client.Producer`, blocking. Arguments are the same."""
 
-    def __init__(self, group: str, namesrv_addr: str, *, config: _producer.ProducerConfig | None = None) -> None:
-        super().__init__(f"tidemq-producer-{group}", _producer.Producer(group, namesrv_addr, config=config))
+    def __init__(
+        self,
+        group: str,
+        namesrv_addr: str,
+        *,
+        config: _producer.ProducerConfig | None = None,
+        transaction_checker: TransactionChecker | None = None,
+    ) -> None:
+        """``transaction_checker`` (and a ``send_in_transaction``'s local transaction) run on the producer's
+        own event-loop thread: a slow one holds up this producer's other sends while it runs."""
+        super().__init__(
+            f"tidemq-producer-{group}",
+            _producer.Producer(group, namesrv_addr, config=config, transaction_checker=transaction_checker),
+        )
 
     @property
     def client_id(self) -> str:
@@ -199,6 +212,38 @@ class Producer(_Blocking[_producer.Producer]):
     ) -> _producer.SendResult:
         """See :meth:`tidemq.client.Producer.send_batch`."""
         return self._run(self._client.send_batch(topic, list(messages), queue_id=queue_id))
+
+    def send_orderly(
+        self,
+        topic: str,
+        body: bytes | str,
+        sharding_key: str,
+        *,
+        tags: str | None = None,
+        keys: str | Sequence[str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> _producer.SendResult:
+        """See :meth:`tidemq.client.Producer.send_orderly`."""
+        return self._run(
+            self._client.send_orderly(topic, body, sharding_key, tags=tags, keys=keys, properties=properties)
+        )
+
+    def send_in_transaction(
+        self,
+        topic: str,
+        body: bytes | str,
+        local_transaction: LocalTransaction,
+        *,
+        tags: str | None = None,
+        keys: str | Sequence[str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> _producer.TransactionResult:
+        """See :meth:`tidemq.client.Producer.send_in_transaction`."""
+        return self._run(
+            self._client.send_in_transaction(
+                topic, body, local_transaction, tags=tags, keys=keys, properties=properties
+            )
+        )
 
 
 class PushConsumer(_Blocking[_push.PushConsumer]):
