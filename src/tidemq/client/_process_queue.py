@@ -79,14 +79,7 @@ class ProcessQueue:
 
         Returns -1 when nothing was ever added (no offset to commit).
         """
-        held = self._messages
-        held.pop(message.queue_offset, None)
-        if len(held) < self.limit:
-            self._room.set()
-        if held:
-            return next(iter(held))
-        self._arrived.clear()
-        return max(self.pulled_up_to, self.max_offset_seen + 1) if self.max_offset_seen >= 0 else self.pulled_up_to
+        return self.remove_many((message,))
 
     def remove_many(self, messages: Iterable[ReceivedMessage]) -> int:
         """:meth:`remove` for several consumed messages at once (one offset to commit for all of them)."""

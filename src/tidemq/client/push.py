@@ -44,7 +44,7 @@ import inspect
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -431,28 +431,27 @@ class PushConsumer(ConsumerCore):
         """Call the listener; exceptions and unknown answers mean RECONSUME_LATER."""
         try:
             result = await self._call_listener(message)
-        except Exception:  # the listener's failure is the message's failure, never the consumer's
-            log.warning(
-                "%s: the listener raised on message %s; it will be consumed again",
-                self.client_id,
-                message.msg_id,
-                exc_info=True,
-            )
+        except Exception as exc:  # noqa: BLE001  # the message's failure, never the consumer's; logged there
+            self._listener_failed(message, exc)
             return ConsumeResult.RECONSUME_LATER
         return await self._answer(message, result)
+
+    def _listener_failed(self, message: ReceivedMessage, exc: BaseException) -> None:
+        """Log a listener that raised: the message is consumed again."""
+        log.warning(
+            "%s: the listener raised on message %s; it will be consumed again",
+            self.client_id,
+            message.msg_id,
+            exc_info=exc,
+        )
 
     async def _answer(self, message: ReceivedMessage, result: object) -> ConsumeResult:
         """A listener's answer as a ConsumeResult (None: success; an awaitable is awaited; anything else: later)."""
         if inspect.isawaitable(result):
             try:
                 result = await result
-            except Exception:
-                log.warning(
-                    "%s: the listener raised on message %s; it will be consumed again",
-                    self.client_id,
-                    message.msg_id,
-                    exc_info=True,
-                )
+            except Exception as exc:  # noqa: BLE001  # logged by _listener_failed
+                self._listener_failed(message, exc)
                 return ConsumeResult.RECONSUME_LATER
         if result is None:
             return ConsumeResult.CONSUME_SUCCESS
@@ -462,13 +461,10 @@ class PushConsumer(ConsumerCore):
         return ConsumeResult.RECONSUME_LATER
 
     def _commit(self, state: _QueueState, message: ReceivedMessage) -> None:
-        state.last_consume_ms = _now_ms()
-        offset = state.pq.remove(message)
-        if offset >= 0 and not state.pq.is_dropped:
-            self._offsets.update(state.queue, offset, increase_only=True)
+        self._commit_many(state, (message,))
 
-    def _commit_many(self, state: _QueueState, messages: list[ReceivedMessage]) -> None:
-        """:meth:`_commit` for several consumed messages of one queue."""
+    def _commit_many(self, state: _QueueState, messages: Iterable[ReceivedMessage]) -> None:
+        """Forget consumed messages of one queue and move its offset to the lowest one still held."""
         state.last_consume_ms = _now_ms()
         offset = state.pq.remove_many(messages)
         if offset >= 0 and not state.pq.is_dropped:
@@ -524,12 +520,7 @@ class PushConsumer(ConsumerCore):
             if is_async:  # a topic whose listener is a coroutine function: not batched, awaited here
                 results.append(await self._invoke(message))
             elif exc is not None:
-                log.warning(
-                    "%s: the listener raised on message %s; it will be consumed again",
-                    self.client_id,
-                    message.msg_id,
-                    exc_info=exc,
-                )
+                self._listener_failed(message, exc)
                 results.append(ConsumeResult.RECONSUME_LATER)
             else:
                 results.append(await self._answer(message, answer))

@@ -114,30 +114,22 @@ class ConsumeQueue:
         """Write packed entries starting at ``queue_offset`` (normally == max_offset), rolling segments."""
         position = queue_offset * ENTRY_SIZE
         segments = self.files.segments
-        if segments:  # the common case: all of it goes into the last segment
-            last = segments[-1]
-            relative = position - last.start
-            if relative >= 0 and relative + len(entries) <= last.size:
-                last.write(relative, entries)
-                end = position // ENTRY_SIZE + len(entries) // ENTRY_SIZE
-                if end > self.max_offset:
-                    self.max_offset = end
-                if segments[0].start > self.min_offset * ENTRY_SIZE:
-                    self.min_offset = segments[0].start // ENTRY_SIZE
-                self.is_dirty = True
-                return
-        view = memoryview(entries)
-        while view:
-            segment = self.files.segment_for(position) or self.files.last_or_create(position)
-            room = segment.end - position
-            chunk = view[:room]
-            segment.write(position - segment.start, chunk)
-            position += len(chunk)
-            view = view[len(chunk) :]
+        last = segments[-1] if segments else None
+        if last is not None and last.start <= position and position + len(entries) <= last.end:
+            last.write(position - last.start, entries)  # the common case: all of it in the last segment
+            position += len(entries)
+        else:
+            view = memoryview(entries)
+            while view:
+                segment = self.files.segment_for(position) or self.files.last_or_create(position)
+                chunk = view[: segment.end - position]
+                segment.write(position - segment.start, chunk)
+                position += len(chunk)
+                view = view[len(chunk) :]
         end = position // ENTRY_SIZE
         if end > self.max_offset:
             self.max_offset = end
-        if not self.files.segments[0].start <= self.min_offset * ENTRY_SIZE:
+        if self.files.segments[0].start > self.min_offset * ENTRY_SIZE:
             self.min_offset = self.files.segments[0].start // ENTRY_SIZE
         self.is_dirty = True
 
