@@ -1,6 +1,6 @@
 """Where the broker's time goes per single send: ``tidemq dev`` under cProfile, driven by ``tidemq bench``.
 
-Run: ``.venv/bin/python bench/profile_broker.py [--concurrency 64] [--seconds 8]``. Prints the broker's top
+Run: ``.venv/bin/python bench/profile_broker.py [--concurrency 64] [--seconds 8] [--batch 32]``. Prints the broker's top
 functions by own time and the share of ``handle_send`` spent in the store append, request decoding and the
 response. The figures quoted in docs/benchmarks.md come from this script.
 """
@@ -39,6 +39,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--batch", type=int, default=1, help="messages per request (SEND_BATCH_MESSAGE above 1)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tidemq-profile-"))
     stats_file = work / "broker.prof"
@@ -80,6 +81,8 @@ def main() -> int:
             "128",
             "--duration",
             str(args.seconds),
+            "--batch",
+            str(args.batch),
         ],
         check=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},

@@ -91,6 +91,25 @@ def scenario_append_batch(directory: Path, count: int) -> dict[str, float]:
     return {"msgs_per_s": count / elapsed, "cpu_msgs_per_s": count / cpu}
 
 
+def scenario_append_batch_body(directory: Path, count: int) -> dict[str, float]:
+    """Batches of 32 as the broker receives them (SEND_BATCH_MESSAGE bodies), through ``append_batch``."""
+    from tidemq.client._message import encode_batch
+    from tidemq.store.message_store import MessageStore
+
+    batch_size = 32
+    with MessageStore(_config(directory)) as store:
+        bodies = [
+            encode_batch([(BODY, props(b * batch_size + i), 0) for i in range(batch_size)])
+            for b in range(count // batch_size)
+        ]
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for n, body in enumerate(bodies):
+            store.append_batch("BenchTopic", n & 7, body)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    count = len(bodies) * batch_size
+    return {"msgs_per_s": count / elapsed, "cpu_msgs_per_s": count / cpu}
+
+
 def scenario_append_single(directory: Path, count: int) -> dict[str, float]:
     from tidemq.store.message_store import MessageStore
 
@@ -207,6 +226,7 @@ def scenario_recover(directory: Path, count: int) -> dict[str, float]:
 
 SCENARIOS = {
     "append_batch": scenario_append_batch,
+    "append_batch_body": scenario_append_batch_body,
     "append_single": scenario_append_single,
     "sync_flush": scenario_sync_flush,
     "fill_backlog": scenario_fill_backlog,
@@ -279,6 +299,9 @@ def main() -> int:
         out["raw_sequential_write_mb_s"] = statistics.median(raw_sequential_write_mb_s(base) for _ in range(runs))
         out["raw_fsyncs_per_s"] = statistics.median(raw_fsyncs_per_s(base) for _ in range(runs))
         out["append_batch"], _ = median_of(runs, lambda: run_scenario("append_batch", fresh("ab"), 1_000_000 // scale))
+        out["append_batch_body"], _ = median_of(
+            runs, lambda: run_scenario("append_batch_body", fresh("abb"), 1_000_000 // scale)
+        )
         out["append_single"], _ = median_of(runs, lambda: run_scenario("append_single", fresh("as"), 300_000 // scale))
         out["sync_flush_64"], _ = median_of(runs, lambda: run_scenario("sync_flush", fresh("sf"), 128_000 // scale))
         backlog = fresh("backlog")

@@ -622,21 +622,33 @@ class IndexService:
     def put_many(self, items: Iterable[tuple[str, int, int]]) -> int:
         """Index ``(key, physical_offset, store_timestamp_ms)`` items in order; return how many were indexed.
 
+        Items below the highest offset indexed so far are skipped (a replay after recovery does not index twice).
+
         Raises:
             StoreFullError: a new file was needed and the disk has no room for it (items before it are indexed).
         """
+        crc32 = zlib.crc32
         with self._lock:
             self._check_open()
-            return self._put_items(items)
+            max_offset = self._max_physical_offset
+            hashed: list[tuple[int, int, int]] = []
+            for key, offset, timestamp in items:
+                if offset >= max_offset:
+                    hashed.append((crc32(key.encode()) & KEY_HASH_MASK, offset, timestamp))
+                    max_offset = offset
+            return self._put_hashed(hashed)
 
-    def _put_items(self, items: Iterable[tuple[str, int, int]]) -> int:
-        crc32 = zlib.crc32
-        max_offset = self._max_physical_offset
-        hashed: list[tuple[int, int, int]] = []
-        for key, offset, timestamp in items:
-            if offset >= max_offset:  # offsets only grow: replay after recovery does not index twice
-                hashed.append((crc32(key.encode()) & KEY_HASH_MASK, offset, timestamp))
-                max_offset = offset
+    def put_hashed(self, items: list[tuple[int, int, int]]) -> int:
+        """:meth:`put_many` for items already hashed with :func:`key_hash` and in offset order (the store's
+        appends); leading items below the highest offset indexed so far are skipped."""
+        with self._lock:
+            self._check_open()
+            skip = 0
+            while skip < len(items) and items[skip][1] < self._max_physical_offset:
+                skip += 1
+            return self._put_hashed(items[skip:] if skip else items)
+
+    def _put_hashed(self, hashed: list[tuple[int, int, int]]) -> int:
         done = 0
         try:
             while done < len(hashed):

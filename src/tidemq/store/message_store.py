@@ -27,9 +27,21 @@ from tidemq.store.config import FlushDiskType, StoreConfig
 from tidemq.store.consume_queue import ENTRY, ENTRY_SIZE, ConsumeQueue
 from tidemq.store.flush import FlushCallback, FlushService
 from tidemq.store.index import IndexService
-from tidemq.store.packing import BLANK_MIN, HeadCommon, PendingIndex, expand_index_keys, pack_batch, pack_one
+from tidemq.store.packing import (
+    BLANK_MIN,
+    BatchFormatError,
+    HeadCommon,
+    PendingIndex,
+    hash_index_keys,
+    index_prefix_crc,
+    pack_batch,
+    pack_one,
+    pack_raw_batch,
+    split_batch,
+)
 from tidemq.store.results import GetResult, GetStatus, PutResult, PutStatus
 from tidemq.store.segment_file import SegmentFile, SegmentQueue
+from tidemq.store.tag_codes import SCHEDULE_TOPIC, TIMER_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +58,7 @@ ArrivalListener = Callable[[str, int, int], None]
 RecordFilter = Callable[[memoryview], bool]
 
 _BORN_ADDRESSES: dict[str, bytes] = {}
+_INDEX_PREFIX_CRCS: dict[bytes, int] = {}
 
 
 class MessageStore:
@@ -287,12 +300,10 @@ class MessageStore:
         tag_code_override: int | None = None,
     ) -> PutResult:
         """Append and dispatch without waiting for the disk: the records are readable when this returns."""
-        if not self.is_writable or not self.is_open:
-            reason = self.not_writable_reason or "the store is closed"
-            return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error=reason)
         topic_bytes = topic.encode()
-        if not topic_bytes or len(topic_bytes) > rec.MAX_TOPIC_BYTES:
-            return PutResult(PutStatus.MESSAGE_ILLEGAL, error=f"topic must be 1..{rec.MAX_TOPIC_BYTES} bytes")
+        refusal = self._refusal(topic_bytes)
+        if refusal is not None:
+            return refusal
         if not messages:
             return PutResult(PutStatus.MESSAGE_ILLEGAL, error="no message to put")
         max_body = self.config.max_message_size
@@ -312,12 +323,7 @@ class MessageStore:
                 )
             encoded.append((body, props, flag))
             total += 91 + len(body) + topic_length + len(props)
-        born_ip, born_port = born_host
-        born_address = _BORN_ADDRESSES.get(born_ip)
-        if born_address is None:
-            born_address = rec.ipv4_bytes(born_ip)
-            if len(_BORN_ADDRESSES) < 65536:
-                _BORN_ADDRESSES[born_ip] = born_address
+        born_address = _born_address(born_host[0])
         try:
             with self._lock:
                 if not self.is_open:
@@ -326,7 +332,7 @@ class MessageStore:
                     sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
                     born_timestamp,
                     born_address,
-                    born_port,
+                    born_host[1],
                     self._clock_ms(),
                     self._store_ip,
                     self._store_port,
@@ -342,13 +348,156 @@ class MessageStore:
                 return self._append_locked(
                     topic, topic_bytes, queue_id, encoded, total, messages, common, tag_code_override
                 )
-        except StoreFullError as exc:
+        except (StoreFullError, OSError) as exc:
+            return self._write_failed(exc)
+
+    def append_batch(
+        self,
+        topic: str,
+        queue_id: int,
+        raw: bytes | memoryview,
+        *,
+        sys_flag: int = 0,
+        born_timestamp: int = 0,
+        born_host: tuple[str, int] = ("127.0.0.1", 0),
+        reconsume_times: int = 0,
+    ) -> PutResult:
+        """Append the messages of a batch body (SEND_BATCH_MESSAGE's encoding,
+        :data:`~tidemq.store.packing.BATCH_ENTRY_HEAD` entries) as consecutive records of one queue.
+
+        The records are packed from the body's bytes (:func:`~tidemq.store.packing.pack_raw_batch`): a batch is
+        where appends are meant to be cheapest, and decoding each message first cost as much as storing it. A
+        malformed body is refused whole with MESSAGE_ILLEGAL.
+        """
+        topic_bytes = topic.encode()
+        refusal = self._refusal(topic_bytes)
+        if refusal is not None:
+            return refusal
+        options = (sys_flag, born_timestamp, born_host, reconsume_times)
+        if topic in (SCHEDULE_TOPIC, TIMER_TOPIC):  # their tag codes are read from decoded properties
+            return self._append_split(topic, queue_id, raw, options)
+        data = raw if isinstance(raw, bytes) else bytes(raw)
+        born_address = _born_address(born_host[0])
+        pending = self._pending_index
+        try:
+            with self._lock:
+                if not self.is_open:
+                    return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error="the store is closed")
+                common: HeadCommon = (
+                    sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
+                    born_timestamp,
+                    born_address,
+                    born_host[1],
+                    self._clock_ms(),
+                    self._store_ip,
+                    self._store_port,
+                    reconsume_times,
+                    0,
+                )
+                start = self.write_offset
+                segment = self.commit_log.segments[-1] if self.commit_log.segments else None
+                room = segment.end - start - BLANK_MIN if segment is not None and segment.start <= start else -1
+                queue = self._queue(topic, queue_id)
+                queue_offset = queue.max_offset
+                pending_mark = len(pending)
+                try:
+                    packed = pack_raw_batch(
+                        data,
+                        start,
+                        room,
+                        topic_bytes,
+                        queue_id,
+                        queue_offset,
+                        common,
+                        self.config.max_message_size,
+                        pending if self.config.message_index_enable else None,
+                        _index_prefix_crc(topic_bytes),
+                    )
+                except BatchFormatError as exc:
+                    del pending[pending_mark:]
+                    return PutResult(PutStatus.MESSAGE_ILLEGAL, error=str(exc))
+                if packed is not None:
+                    buffer, end, positions, entries = packed
+                    self._write_and_dispatch(
+                        start, buffer, end, queue, queue_offset, len(positions), entries, pending_mark
+                    )
+                    if len(pending) >= INDEX_BATCH:
+                        self._drain_index_locked()
+                    for listener in self.arrival_listeners:
+                        listener(topic, queue_id, queue.max_offset)
+                    return PutResult(
+                        PutStatus.PUT_OK,
+                        physical_offset=start,
+                        queue_offset=queue_offset,
+                        message_count=len(positions),
+                        wrote_bytes=end - start,
+                        store_timestamp=common[4],
+                        end_offset=end,
+                        physical_offsets=positions,
+                    )
+                del pending[pending_mark:]
+        except (StoreFullError, OSError) as exc:
+            return self._write_failed(exc)
+        # The records would end the segment: the general path writes its end-of-file blank record first.
+        return self._append_split(topic, queue_id, raw, options)
+
+    def _append_split(
+        self, topic: str, queue_id: int, raw: bytes | memoryview, options: tuple[int, int, tuple[str, int], int]
+    ) -> PutResult:
+        try:
+            messages = split_batch(raw)
+        except BatchFormatError as exc:
+            return PutResult(PutStatus.MESSAGE_ILLEGAL, error=str(exc))
+        sys_flag, born_timestamp, born_host, reconsume_times = options
+        return self.append_messages(
+            topic,
+            queue_id,
+            messages,
+            sys_flag=sys_flag,
+            born_timestamp=born_timestamp,
+            born_host=born_host,
+            reconsume_times=reconsume_times,
+        )
+
+    def _refusal(self, topic_bytes: bytes) -> PutResult | None:
+        """Why no append can be taken now or to this topic, or None."""
+        if not self.is_writable or not self.is_open:
+            reason = self.not_writable_reason or "the store is closed"
+            return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error=reason)
+        if not topic_bytes or len(topic_bytes) > rec.MAX_TOPIC_BYTES:
+            return PutResult(PutStatus.MESSAGE_ILLEGAL, error=f"topic must be 1..{rec.MAX_TOPIC_BYTES} bytes")
+        return None
+
+    def _write_failed(self, exc: StoreFullError | OSError) -> PutResult:
+        """A full disk or a failed write turns the store read-only: later appends are refused, reads go on."""
+        if isinstance(exc, StoreFullError):
             self.set_not_writable(str(exc))
-            return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error=str(exc))
-        except OSError as exc:
+        else:
             log.exception("commit-log write failed; the store turns read-only")
             self.set_not_writable(f"write failed: {exc}")
-            return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error=str(exc))
+        return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error=str(exc))
+
+    def _write_and_dispatch(
+        self,
+        start: int,
+        buffer: bytes | bytearray,
+        end: int,
+        queue: ConsumeQueue,
+        queue_offset: int,
+        count: int,
+        entries: bytes | bytearray,
+        pending_mark: int,
+    ) -> None:
+        """Write records packed from ``start`` and publish their queue entries; on failure the index keys
+        packing added from ``pending_mark`` on are dropped, as their records were never written."""
+        try:
+            queue.reserve(queue_offset, count)  # a full disk fails here, before the commit-log write
+            self._write(start, buffer)
+        except BaseException:
+            del self._pending_index[pending_mark:]
+            raise
+        self.write_offset = end
+        queue.put(queue_offset, entries)
 
     def _append_locked(
         self,
@@ -364,6 +513,7 @@ class MessageStore:
         start = self.write_offset
         queue = self._queue(topic, queue_id)
         queue_offset = queue.max_offset
+        pending_mark = len(self._pending_index)
         buffer, end, positions, entries = pack_batch(
             start,
             self.config.mapped_file_size_commit_log,
@@ -378,11 +528,9 @@ class MessageStore:
             tag_code_override,
             self.config.delay_levels_ms,
             self._pending_index if self.config.message_index_enable else None,
+            _index_prefix_crc(topic_bytes),
         )
-        queue.reserve(queue_offset, len(encoded))  # a full disk fails here, before the commit-log write
-        self._write(start, buffer)
-        self.write_offset = end
-        queue.put(queue_offset, entries)
+        self._write_and_dispatch(start, buffer, end, queue, queue_offset, len(encoded), entries, pending_mark)
         if len(self._pending_index) >= INDEX_BATCH:
             self._drain_index_locked()
         for listener in self.arrival_listeners:
@@ -436,7 +584,7 @@ class MessageStore:
         queue.put(queue_offset, entry)
         if (keys or uniq) and self.config.message_index_enable:
             pending = self._pending_index
-            pending.append((topic, keys, uniq, start, common[4]))
+            pending.append((_index_prefix_crc(topic_bytes), keys, uniq, start, common[4]))
             if len(pending) >= INDEX_BATCH:
                 self._drain_index_locked()
         for listener in self.arrival_listeners:
@@ -461,9 +609,9 @@ class MessageStore:
     def _drain_index_locked(self) -> None:
         pending, self._pending_index = self._pending_index, []
         if pending:
-            self.index.put_many(expand_index_keys(pending))
+            self.index.put_hashed(hash_index_keys(pending))
 
-    def _write(self, start: int, buffer: bytearray) -> None:
+    def _write(self, start: int, buffer: bytes | bytearray) -> None:
         view = memoryview(buffer)
         position = start
         while view:
@@ -726,6 +874,25 @@ class MessageStore:
     @property
     def is_closing(self) -> threading.Event:
         return self._closing
+
+
+def _born_address(ip: str) -> bytes:
+    """The 4 address bytes of a born host, cached: a broker sees few client addresses."""
+    address = _BORN_ADDRESSES.get(ip)
+    if address is None:
+        address = rec.ipv4_bytes(ip)
+        if len(_BORN_ADDRESSES) < 65536:
+            _BORN_ADDRESSES[ip] = address
+    return address
+
+
+def _index_prefix_crc(topic_bytes: bytes) -> int:
+    prefix = _INDEX_PREFIX_CRCS.get(topic_bytes)
+    if prefix is None:
+        prefix = index_prefix_crc(topic_bytes)
+        if len(_INDEX_PREFIX_CRCS) < 65536:
+            _INDEX_PREFIX_CRCS[topic_bytes] = prefix
+    return prefix
 
 
 def _with_status(result: PutResult, status: PutStatus) -> PutResult:

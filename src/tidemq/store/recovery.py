@@ -172,7 +172,7 @@ def recover(store: MessageStore) -> dict[str, int | bool]:
     redispatched = 0
     behind: set[tuple[str, int]] = set()
     index_limit = store.index.max_physical_offset if dispatch else 0
-    pending_index: list[tuple[str, int, int]] = []
+    pending_index: list[tuple[int, int, int]] = []
     for scanned in scan_records(log_files, start, outcome):
         if not dispatch:
             break  # after a clean stop a record past the checkpoint means the checkpoint lies: rescan
@@ -181,13 +181,13 @@ def recover(store: MessageStore) -> dict[str, int | bool]:
         if scanned.physical_offset >= index_limit:
             _index_keys(store, scanned, pending_index)
             if len(pending_index) > 10_000:
-                store.index.put_many(pending_index)
+                store.index.put_hashed(pending_index)
                 pending_index.clear()
     if not dispatch and outcome.end != start:
         log.warning("records found past the clean checkpoint at %d; recovering as after a crash", start)
         return _recover_from(store, first)
     if pending_index:
-        store.index.put_many(pending_index)
+        store.index.put_hashed(pending_index)
     end = outcome.end
     torn = bool(outcome.problem)
     if torn:
@@ -236,7 +236,7 @@ def _dispatch(store: MessageStore, scanned: ScannedRecord, behind: set[tuple[str
     return True
 
 
-def _index_keys(store: MessageStore, scanned: ScannedRecord, out: list[tuple[str, int, int]]) -> None:
+def _index_keys(store: MessageStore, scanned: ScannedRecord, out: list[tuple[int, int, int]]) -> None:
     if not store.config.message_index_enable:
         return
     collect_index_keys(out, scanned.topic, scanned.properties, scanned.physical_offset, scanned.store_timestamp)

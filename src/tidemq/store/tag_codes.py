@@ -24,6 +24,7 @@ _UNITS_MS: Final = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _LEVEL: Final = re.compile(r"^(\d+)([smhd])$")
 
 _tag_hash_cache: dict[str, int] = {}
+_tag_hash_bytes_cache: dict[bytes, int] = {}
 
 
 def parse_delay_levels(text: str) -> tuple[int, ...]:
@@ -61,6 +62,16 @@ def tag_hash(tags: str) -> int:
         code = rec.java_string_hash(tags)
         if len(_tag_hash_cache) < 100_000:
             _tag_hash_cache[tags] = code
+    return code
+
+
+def tag_hash_of_bytes(tags: bytes) -> int:
+    """:func:`tag_hash` of UTF-8 encoded tags (what dispatch finds in a record's properties)."""
+    code = _tag_hash_bytes_cache.get(tags)
+    if code is None:
+        code = tag_hash(tags.decode(errors="replace"))
+        if len(_tag_hash_bytes_cache) < 100_000:
+            _tag_hash_bytes_cache[tags] = code
     return code
 
 

@@ -20,8 +20,8 @@ from tidemq.client._message import (
     new_uniq_key,
 )
 from tidemq.errors import MessageIllegalError
-from tidemq.gateways.remoting_broker.send import decode_batch
 from tidemq.store import record as rec
+from tidemq.store.packing import split_batch as decode_batch
 
 HEX32 = re.compile(r"^[0-9A-F]{32}$")
 

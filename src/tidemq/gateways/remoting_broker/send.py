@@ -7,7 +7,6 @@ honour it (spec 2.1). The hot path does no per-message object work beyond the st
 from __future__ import annotations
 
 import random
-import struct
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
@@ -17,7 +16,7 @@ from tidemq.broker.timer import MAX_DELAY_MS, deliver_time_of
 from tidemq.broker.topics import DLQ_GROUP_TOPIC_PREFIX, PERM_READ, PERM_WRITE, RETRY_GROUP_TOPIC_PREFIX
 from tidemq.broker.transactions import HALF_TOPIC, half_properties
 from tidemq.errors import IllegalNameError
-from tidemq.gateways.remoting_broker.common import BadRequest, boolean, error, integer, text
+from tidemq.gateways.remoting_broker.common import boolean, error, integer, text
 from tidemq.protocol.remoting import RemotingCommand, RequestCode, ResponseCode
 from tidemq.store import record as rec
 from tidemq.store.config import FlushDiskType
@@ -46,7 +45,6 @@ V2_NAMES: Final = {
     "m": "batch",
     "n": "brokerName",
 }
-BATCH_ENTRY_HEAD: Final = struct.Struct(">iiiii")
 """TOTALSIZE, MAGICCODE, BODYCRC, FLAG, BODYLENGTH of one batch entry (MessageDecoder.encodeMessage)."""
 
 _STATUS_CODES: Final = {
@@ -63,40 +61,6 @@ def send_fields(request: RemotingCommand) -> dict[str, str]:
     if request.code in (RequestCode.SEND_MESSAGE_V2, RequestCode.SEND_BATCH_MESSAGE):
         return {V2_NAMES.get(k, k): v for k, v in request.ext_fields.items()}
     return request.ext_fields
-
-
-def decode_batch(body: bytes | memoryview) -> list[tuple[bytes, str, int]]:
-    """Split a batch body into (body, properties, flag) entries.
-
-    Raises:
-        BadRequest: an entry's lengths do not add up (MESSAGE_ILLEGAL).
-    """
-    view = memoryview(body)
-    entries: list[tuple[bytes, str, int]] = []
-    position = 0
-    total = len(view)
-    while position < total:
-        if total - position < BATCH_ENTRY_HEAD.size + 2:
-            raise BadRequest(f"batch entry at {position} is cut short", ResponseCode.MESSAGE_ILLEGAL)
-        size, _, _, flag, body_length = BATCH_ENTRY_HEAD.unpack_from(view, position)
-        body_start = position + BATCH_ENTRY_HEAD.size
-        props_at = body_start + body_length
-        if body_length < 0 or size < BATCH_ENTRY_HEAD.size + 2 or position + size > total or props_at + 2 > total:
-            raise BadRequest(f"batch entry at {position} has bad lengths", ResponseCode.MESSAGE_ILLEGAL)
-        props_length = int.from_bytes(view[props_at : props_at + 2], "big", signed=True)
-        if props_length < 0 or props_at + 2 + props_length != position + size:
-            raise BadRequest(f"batch entry at {position} has bad lengths", ResponseCode.MESSAGE_ILLEGAL)
-        try:
-            properties = bytes(view[props_at + 2 : props_at + 2 + props_length]).decode()
-        except UnicodeDecodeError:
-            raise BadRequest(
-                f"batch entry at {position} has properties that are not UTF-8", ResponseCode.MESSAGE_ILLEGAL
-            ) from None
-        entries.append((bytes(view[body_start:props_at]), properties, flag))
-        position += size
-    if not entries:
-        raise BadRequest("the batch is empty", ResponseCode.MESSAGE_ILLEGAL)
-    return entries
 
 
 def handle_send(
@@ -159,18 +123,25 @@ def handle_send(
     elif not is_batch and "DELAY\x01" in properties:
         topic, queue_id, properties = _schedule(broker, topic, queue_id, properties, sys_flag)
     if is_batch:
-        messages = decode_batch(request.body)
+        result = broker.store.append_batch(
+            topic,
+            queue_id,
+            request.body,
+            sys_flag=sys_flag,
+            born_timestamp=integer(fields, "bornTimestamp", 0),
+            born_host=gateway.host_of(channel),
+            reconsume_times=integer(fields, "reconsumeTimes", 0),
+        )
     else:
-        messages = [(bytes(request.body), properties, integer(fields, "flag", 0))]
-    result = broker.store.append_messages(
-        topic,
-        queue_id,
-        messages,
-        sys_flag=sys_flag,
-        born_timestamp=integer(fields, "bornTimestamp", 0),
-        born_host=gateway.host_of(channel),
-        reconsume_times=integer(fields, "reconsumeTimes", 0),
-    )
+        result = broker.store.append_messages(
+            topic,
+            queue_id,
+            [(bytes(request.body), properties, integer(fields, "flag", 0))],
+            sys_flag=sys_flag,
+            born_timestamp=integer(fields, "bornTimestamp", 0),
+            born_host=gateway.host_of(channel),
+            reconsume_times=integer(fields, "reconsumeTimes", 0),
+        )
     if result.status is PutStatus.PUT_OK:
         broker.stats.record_put(topic, result.message_count)
     wait_store = "WAIT\x01false" not in properties
