@@ -160,6 +160,7 @@ class _IndexFile:
         "end_ts",
         "entries_used",
         "entry_base",
+        "fd",
         "flags",
         "last_diff",
         "max_entries",
@@ -168,7 +169,7 @@ class _IndexFile:
         "slot_count",
     )
 
-    def __init__(self, path: Path, mm: mmap.mmap, fields: tuple[int, ...]) -> None:
+    def __init__(self, path: Path, mm: mmap.mmap, fd: int, fields: tuple[int, ...]) -> None:
         (
             self.flags,
             self.slot_count,
@@ -181,6 +182,9 @@ class _IndexFile:
         ) = fields
         self.path = path
         self.mm = mm
+        self.fd = fd
+        """Kept open for ``fdatasync``: ``mmap.flush`` (msync) holds the GIL for the whole write-back, which
+        stopped the broker's event loop for as long as the disk took (hundreds of ms on a busy disk)."""
         self.entry_base = HEADER_SIZE + self.slot_count * SLOT_SIZE
         self.last_diff = self.entry(self.entries_used)[2] if self.entries_used else 0
         self.advised_pos = self.entry_base - self.entry_base % mmap.PAGESIZE
@@ -208,11 +212,10 @@ class _IndexFile:
             os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
-        os.close(fd)
-        index_file = cls(path, mm, (0, slot_count, max_entries, 0, 0, 0, -1, -1))
+        index_file = cls(path, mm, fd, (0, slot_count, max_entries, 0, 0, 0, -1, -1))
         index_file.allocated_entries = (reserved_end - index_file.entry_base) // ENTRY_SIZE - 1
         index_file.write_header()
-        mm.flush()
+        os.fdatasync(fd)
         tmp.rename(path)
         _fsync_directory(path.parent)
         return index_file
@@ -249,7 +252,10 @@ class _IndexFile:
             ):
                 raise StoreCorruptionError(f"index file {path} has an impossible header or size {size}", 0)
             mm = mmap.mmap(fh.fileno(), size)
-        return cls(path, mm, (flags, slot_count, max_entries, entries_used, begin_ts, end_ts, begin_offset, end_offset))
+            fd = os.dup(fh.fileno())
+        return cls(
+            path, mm, fd, (flags, slot_count, max_entries, entries_used, begin_ts, end_ts, begin_offset, end_offset)
+        )
 
     # -- header ------------------------------------------------------------------------------------------------
 
@@ -269,28 +275,30 @@ class _IndexFile:
         """
         first = self.entry_base + (self.entries_used + 1) * ENTRY_SIZE
         end = min(len(self.mm), first + ENTRY_CHUNK_BYTES)
-        fd = os.open(self.path, os.O_RDWR)
-        try:
-            _reserve(fd, first, end, self.path)
-        finally:
-            os.close(fd)
+        _reserve(self.fd, first, end, self.path)
         self.allocated_entries = (end - self.entry_base) // ENTRY_SIZE - 1
 
-    def write_header(self) -> None:
+    def header_fields(self) -> tuple[int, int, int, int, int, int]:
+        """(flags, entries used, begin ts, end ts, begin offset, end offset): what the header records."""
+        return self.flags, self.entries_used, self.begin_ts, self.end_ts, self.begin_offset, self.end_offset
+
+    def write_header(self, fields: tuple[int, int, int, int, int, int] | None = None) -> None:
+        """Write the header from the live fields, or from ``fields`` (see :meth:`header_fields`)."""
+        flags, entries_used, begin_ts, end_ts, begin_offset, end_offset = fields or self.header_fields()
         HEADER.pack_into(
             self.mm,
             0,
             MAGIC,
             FORMAT_VERSION,
-            self.flags,
+            flags,
             self.slot_count,
             self.max_entries,
-            self.entries_used,
+            entries_used,
             0,
-            self.begin_ts,
-            self.end_ts,
-            self.begin_offset,
-            self.end_offset,
+            begin_ts,
+            end_ts,
+            begin_offset,
+            end_offset,
             0,
         )
         CRC.pack_into(self.mm, HEADER.size, zlib.crc32(self.mm[: HEADER.size]))
@@ -301,13 +309,23 @@ class _IndexFile:
         self.write_header()
 
     def flush(self) -> None:
-        """msync the slots and entries, then the header with the new counts and the dirty flag cleared."""
+        """Sync the slots and entries, then the header with the new counts and the dirty flag cleared."""
         if not self.is_dirty:
             return
-        self.mm.flush()
+        os.fdatasync(self.fd)
         self.flags &= ~FLAG_DIRTY
         self.write_header()
-        self.mm.flush(0, HEADER_SIZE)
+        os.fdatasync(self.fd)
+
+    def record_durable(self, fields: tuple[int, int, int, int, int, int]) -> None:
+        """After a sync that covered the entries of ``fields`` (taken before it): a clean header if nothing
+        was indexed since, else a still-dirty header with those durable counts, so that repair after a crash
+        only rolls back what came after them."""
+        if self.entries_used == fields[1] and self.end_offset == fields[5]:
+            self.flags &= ~FLAG_DIRTY
+            self.write_header()
+        else:
+            self.write_header((fields[0] | FLAG_DIRTY, *fields[1:]))
 
     def seal(self) -> None:
         """The file is full: make it durable and let its pages go."""
@@ -316,7 +334,14 @@ class _IndexFile:
 
     def close(self) -> None:
         self.flush()
+        self.unmap()
+
+    def unmap(self) -> None:
+        """Unmap and close without a flush (the file is being deleted, or its load failed)."""
         self.mm.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     # -- entries -----------------------------------------------------------------------------------------------
 
@@ -473,7 +498,7 @@ class _IndexFile:
                 self._rebuild_slots()
         self.flags &= ~FLAG_DIRTY
         self.write_header()
-        self.mm.flush()
+        os.fdatasync(self.fd)
 
     def _walk_back(self, slot: int, head: int) -> bool:
         """Follow a stale head to the newest durable entry; False if the chain does not hold together."""
@@ -518,6 +543,9 @@ class IndexService:
         self._max_entries = max_entries
         self._files: list[_IndexFile] = []
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        """Held by :meth:`flush` across its syncs (which run without ``_lock``) and by :meth:`close` and
+        :meth:`delete_files_below`, so that no file is closed under a sync."""
         self._is_open = False
         self._max_physical_offset = -1
 
@@ -548,7 +576,7 @@ class IndexService:
                         index_file.repair()
             except BaseException:
                 for index_file in self._files:
-                    index_file.mm.close()
+                    index_file.unmap()
                 self._files.clear()
                 raise
             self._max_physical_offset = max((f.end_offset for f in self._files), default=-1)
@@ -556,7 +584,7 @@ class IndexService:
 
     def close(self) -> None:
         """Flush and unmap every file. Idempotent; later calls other than :meth:`open` raise StoreClosedError."""
-        with self._lock:
+        with self._flush_lock, self._lock:
             if not self._is_open:
                 return
             self._is_open = False
@@ -687,11 +715,23 @@ class IndexService:
         return current
 
     def flush(self) -> None:
-        """Make every indexed entry durable (msync) and persist the counts and :attr:`max_physical_offset`."""
-        with self._lock:
-            self._check_open()
-            for index_file in self._files:
-                index_file.flush()
+        """Make every indexed entry durable and persist the counts and :attr:`max_physical_offset`.
+
+        The ``fdatasync`` calls run outside the index lock: the broker indexes on its event loop, which must
+        not wait for the disk. Entries indexed during a sync are left for the next flush (their file stays
+        marked dirty, with a header that covers what the sync made durable).
+        """
+        with self._flush_lock:
+            with self._lock:
+                self._check_open()
+                plan = [(f, f.header_fields()) for f in self._files if f.is_dirty]
+            for index_file, _ in plan:
+                os.fdatasync(index_file.fd)
+            with self._lock:
+                for index_file, fields in plan:
+                    index_file.record_durable(fields)
+            for index_file, _ in plan:
+                os.fdatasync(index_file.fd)
 
     # -- reads -------------------------------------------------------------------------------------------------
 
@@ -723,7 +763,7 @@ class IndexService:
         Files beginning at or beyond it are deleted; in the others the entries to forget are the newest ones
         (offsets never decrease), which are unlinked from their slots and zeroed, then the file is flushed.
         """
-        with self._lock:
+        with self._flush_lock, self._lock:
             self._check_open()
             doomed = [f for f in self._files if f.entries_used and f.begin_offset >= physical_offset]
             self._delete(doomed)
@@ -734,7 +774,7 @@ class IndexService:
 
     def delete_files_below(self, physical_offset: int) -> int:
         """Retention: delete the files whose every entry points below ``physical_offset``; return how many."""
-        with self._lock:
+        with self._flush_lock, self._lock:
             self._check_open()
             doomed = [f for f in self._files if f.end_offset < physical_offset]
             self._delete(doomed)
@@ -745,6 +785,6 @@ class IndexService:
             return
         for index_file in doomed:
             self._files.remove(index_file)
-            index_file.mm.close()
+            index_file.unmap()
             index_file.path.unlink()
         _fsync_directory(self._directory)

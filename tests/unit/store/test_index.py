@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -364,3 +365,44 @@ def test_written_entry_pages_are_released(tmp_path: Path, monkeypatch: pytest.Mo
         assert len(released) == 5  # every 1000 entries
         assert all(end <= HEADER_SIZE + 16 * 4 + 5001 * 20 for _, end in released)
         assert query_all(index, "k", 3) == [4999, 4998, 4997]  # the data is still there
+
+
+def test_a_flush_that_raced_puts_leaves_a_header_covering_only_what_it_synced(tmp_path: Path) -> None:
+    index = IndexService(tmp_path / "index", max_hash_slots=4, max_entries=100)
+    index.open()
+    index.put_many([(f"k{i}", i * 10, T0) for i in range(5)])
+    index_file = index._files[-1]
+    synced = index_file.header_fields()  # what a flush snapshots before its sync
+    index.put_many([(f"k{i}", i * 10, T0) for i in range(5, 8)])  # indexed while the sync runs
+    index_file.record_durable(synced)
+    assert index_file.is_dirty  # the later entries still wait for the next flush
+    _crash(index)
+    with IndexService(tmp_path / "index", max_hash_slots=4, max_entries=100) as reopened:
+        assert reopened.max_physical_offset == 40  # recovery re-indexes the commit log from here
+        assert [query_all(reopened, f"k{i}") for i in range(8)] == [[i * 10] for i in range(5)] + [[]] * 3
+
+
+def test_puts_go_on_while_a_flush_waits_for_the_disk(index: IndexService, monkeypatch: pytest.MonkeyPatch) -> None:
+    index.put_many([(f"k{i}", i, T0) for i in range(10)])
+    in_sync, release = threading.Event(), threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def slow_fdatasync(fd: int) -> None:
+        in_sync.set()
+        assert release.wait(10), "the test never released the sync"
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(index_module.os, "fdatasync", slow_fdatasync)
+    flusher = threading.Thread(target=index.flush)
+    flusher.start()
+    try:
+        assert in_sync.wait(5)
+        index.put("during", 100, T0)  # would deadlock here if the flush held the index lock over its sync
+        assert query_all(index, "during") == [100]
+    finally:
+        release.set()
+        flusher.join(10)
+    assert not flusher.is_alive()
+    monkeypatch.setattr(index_module.os, "fdatasync", real_fdatasync)
+    index.flush()
+    assert not index._files[-1].is_dirty
