@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import signal
 import statistics
 import subprocess
@@ -77,6 +79,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--pull-batch", type=int, default=32)
+    parser.add_argument("--profile", action="store_true", help="cProfile the first drain; print the top functions")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tidemq-push-bench-"))
     namesrv_port, broker_port = free_port(), free_port(with_vip=True)
@@ -111,7 +114,13 @@ def main() -> int:
         filled = int(json.loads(report.read_text())["count"])
         results = []
         for run in range(args.runs):
-            result = asyncio.run(drain(namesrv, f"PushDrain_{run}", filled, args.concurrency, args.pull_batch))
+            coroutine = drain(namesrv, f"PushDrain_{run}", filled, args.concurrency, args.pull_batch)
+            if args.profile and run == 0:
+                profile = cProfile.Profile(time.process_time)
+                result = profile.runcall(asyncio.run, coroutine)
+                pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+            else:
+                result = asyncio.run(coroutine)
             results.append(result)
             print(json.dumps({"run": run, **result}), flush=True)
         rates = [r["msgs_per_s"] for r in results]

@@ -170,7 +170,9 @@ class PushConsumer(ConsumerCore):
         """Topic -> (listener, whether it is a coroutine function)."""
         self._states: dict[MessageQueue, _QueueState] = {}
         self._dropping: set[_QueueState] = set()
-        self._work: asyncio.Queue[tuple[_QueueState, ReceivedMessage]] = asyncio.Queue()
+        self._work: asyncio.Queue[tuple[_QueueState, list[ReceivedMessage]]] = asyncio.Queue()
+        """Pulled messages to consume: one item per pull (or per share of one, see :meth:`_take_share`)."""
+        self._waiting_workers = 0
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -370,8 +372,7 @@ class PushConsumer(ConsumerCore):
                 pq.add(messages)
                 pq.pulled_up_to = result.next_begin_offset
                 if not self.is_orderly:
-                    for message in messages:
-                        self._work.put_nowait((state, message))
+                    self._work.put_nowait((state, messages))
             case PullStatus.NO_NEW_MSG | PullStatus.NO_MATCHED_MSG:
                 state.next_offset = result.next_begin_offset
                 self._correct_offset(state, result.next_begin_offset)
@@ -473,58 +474,81 @@ class PushConsumer(ConsumerCore):
     async def _consume_worker(self) -> None:
         work = self._work
         while True:
-            state, message = await work.get()
-            # Under a backlog, sync listeners get several messages per hop to the thread pool (one listener call
-            # each): a hop per message cost ~40 µs, most of a push consumer's time. The waiting work is shared
-            # evenly among the workers, so listeners that block still run consume_concurrency at a time.
-            share = min(work.qsize() // self.consume_concurrency, MAX_MESSAGES_PER_HOP - 1)
-            if share <= 0 or self._listener_for(message.topic)[1]:
-                if state.pq.is_dropped or self._is_stopping or not state.pq.contains(message):
-                    continue
-                with self._tracking():  # covers the send-back too, so close waits for it
-                    result = await self._invoke(message)
-                    await self._after_concurrent(state, message, result)
+            self._waiting_workers += 1
+            try:
+                state, messages = await work.get()
+            finally:
+                self._waiting_workers -= 1
+            messages = self._take_share(state, messages)
+            pq = state.pq
+            if pq.is_dropped or self._is_stopping:
                 continue
-            batch = [(state, message)]
-            batch.extend(work.get_nowait() for _ in range(share))
-            live = [(s, m) for s, m in batch if not (s.pq.is_dropped or self._is_stopping) and s.pq.contains(m)]
+            live = [message for message in messages if pq.contains(message)]
             if not live:
                 continue
-            with self._tracking():
-                results = await self._invoke_sync_batch([m for _, m in live])
-                consumed: dict[int, tuple[_QueueState, list[ReceivedMessage]]] = {}
-                for (live_state, live_message), result in zip(live, results, strict=True):
-                    if result is ConsumeResult.CONSUME_SUCCESS:
-                        consumed.setdefault(id(live_state), (live_state, []))[1].append(live_message)
-                    else:
-                        await self._after_concurrent(live_state, live_message, result)
-                for live_state, messages in consumed.values():
-                    self._commit_many(live_state, messages)
+            with self._tracking():  # covers the send-backs too, so close waits for them
+                if state.queue.topic == self.retry_topic:  # restored to their real topics: a listener each
+                    for message in live:
+                        await self._consume_one(state, message)
+                    continue
+                listener, is_async = self._listener_for(live[0].topic)
+                if is_async:
+                    for message in live:
+                        await self._consume_one(state, message)
+                    continue
+                for start in range(0, len(live), MAX_MESSAGES_PER_HOP):
+                    await self._consume_sync_batch(state, listener, live[start : start + MAX_MESSAGES_PER_HOP])
 
-    async def _invoke_sync_batch(self, messages: list[ReceivedMessage]) -> list[ConsumeResult]:
-        """:meth:`_invoke` for messages whose listeners are plain functions, in one trip to the thread pool."""
-        calls = [(self._listener_for(message.topic), message) for message in messages]
+    def _take_share(self, state: _QueueState, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """The part of a pulled batch this worker consumes: all of it when the other workers are busy (a
+        backlog: one trip to the thread pool for many messages), else an even share, the rest queued again for
+        the idle workers (so that listeners that block still run ``consume_concurrency`` at a time)."""
+        idle = self._waiting_workers
+        if not idle or len(messages) < 2:
+            return messages
+        size = -(-len(messages) // (idle + 1))
+        for start in range(size, len(messages), size):
+            self._work.put_nowait((state, messages[start : start + size]))
+        return messages[:size]
+
+    async def _consume_one(self, state: _QueueState, message: ReceivedMessage) -> None:
+        result = await self._invoke(message)
+        await self._after_concurrent(state, message, result)
+
+    async def _consume_sync_batch(
+        self, state: _QueueState, listener: Listener, messages: list[ReceivedMessage]
+    ) -> None:
+        """Call a plain-function listener on each message in one trip to the thread pool (a trip per message
+        cost ~40 µs, most of a push consumer's time), then commit the consumed ones together."""
 
         def run_all() -> list[tuple[object, BaseException | None]]:
             answers: list[tuple[object, BaseException | None]] = []
-            for (listener, is_async), message in calls:
+            append = answers.append
+            for message in messages:
                 try:
-                    answers.append((None, None) if is_async else (listener(message), None))
-                except Exception as exc:  # noqa: BLE001  # the message's failure, logged by the caller
-                    answers.append((None, exc))
+                    append((listener(message), None))
+                except Exception as exc:  # noqa: BLE001  # the message's failure, logged below
+                    append((None, exc))
             return answers
 
         answers = await asyncio.get_running_loop().run_in_executor(self._executor, run_all)
-        results: list[ConsumeResult] = []
-        for ((_, is_async), message), (answer, exc) in zip(calls, answers, strict=True):
-            if is_async:  # a topic whose listener is a coroutine function: not batched, awaited here
-                results.append(await self._invoke(message))
-            elif exc is not None:
+        consumed: list[ReceivedMessage] = []
+        success = ConsumeResult.CONSUME_SUCCESS
+        for message, (answer, exc) in zip(messages, answers, strict=True):
+            if exc is None and (answer is None or answer is success):
+                consumed.append(message)
+                continue
+            if exc is not None:
                 self._listener_failed(message, exc)
-                results.append(ConsumeResult.RECONSUME_LATER)
+                result = ConsumeResult.RECONSUME_LATER
             else:
-                results.append(await self._answer(message, answer))
-        return results
+                result = await self._answer(message, answer)
+            if result is success:
+                consumed.append(message)
+            else:
+                await self._after_concurrent(state, message, result)
+        if consumed:
+            self._commit_many(state, consumed)
 
     async def _after_concurrent(self, state: _QueueState, message: ReceivedMessage, result: ConsumeResult) -> None:
         if result is ConsumeResult.CONSUME_SUCCESS:
@@ -548,7 +572,7 @@ class PushConsumer(ConsumerCore):
         await asyncio.sleep(self.timings.local_retry_delay_s)
         if not state.pq.is_dropped:
             state.pq.replace(message)
-            self._work.put_nowait((state, message))
+            self._work.put_nowait((state, [message]))
 
     async def _orderly_loop(self, state: _QueueState) -> None:
         pq = state.pq
