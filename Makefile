@@ -44,7 +44,7 @@ bench-deps: $(STAMP)
 
 # tidemq and Apache RocketMQ side by side -> bench/results/, docs/benchmarks.md, docs/img/ (JDK 17 + Maven needed)
 bench: bench-deps
-	$(BIN)/python bench/run.py --full
+	$(BIN)/python bench/run.py --full --profile
 
 bench-quick: bench-deps
 	$(BIN)/python bench/run.py --quick

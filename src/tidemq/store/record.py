@@ -352,6 +352,12 @@ def offset_msg_id(host: str, port: int, physical_offset: int) -> str:
     return f"{_msg_id_prefix(host, port)}{physical_offset:016X}"
 
 
+def offset_msg_ids(host: str, port: int, physical_offsets: list[int]) -> str:
+    """:func:`offset_msg_id` of each offset, comma-separated: a batch send's ``msgId`` response field."""
+    prefix = _msg_id_prefix(host, port)
+    return ",".join([f"{prefix}{physical:016X}" for physical in physical_offsets])
+
+
 def decode_offset_msg_id(msg_id: str) -> tuple[str, int, int]:
     """Inverse of :func:`offset_msg_id`: (host, port, physical offset).
 

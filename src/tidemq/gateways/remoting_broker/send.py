@@ -230,7 +230,7 @@ def _response(
     if result.status not in (PutStatus.PUT_OK, PutStatus.FLUSH_DISK_TIMEOUT):
         return error(request, code, result.error or result.status.value)
     host, port = gateway.store_host
-    msg_id = ",".join(rec.offset_msg_id(host, port, physical) for physical in result.physical_offsets)
+    msg_id = rec.offset_msg_ids(host, port, result.physical_offsets)
     fields = {
         "msgId": msg_id,
         "queueId": str(queue_id),
