@@ -59,6 +59,7 @@ RecordFilter = Callable[[memoryview], bool]
 
 _BORN_ADDRESSES: dict[str, bytes] = {}
 _INDEX_PREFIX_CRCS: dict[bytes, int] = {}
+_TOPIC_BYTES: dict[str, bytes] = {}
 
 
 class MessageStore:
@@ -215,17 +216,19 @@ class MessageStore:
         wait_store: bool = True,
     ) -> PutResult:
         """Store one message; see :meth:`put_messages`."""
-        return self.put_messages(
+        result = self.append_one(
             topic,
             queue_id,
-            ((body, properties, flag),),
+            body,
+            properties,
+            flag=flag,
             sys_flag=sys_flag,
             born_timestamp=born_timestamp,
             born_host=born_host,
             reconsume_times=reconsume_times,
             prepared_transaction_offset=prepared_transaction_offset,
-            wait_store=wait_store,
         )
+        return self._waited(result) if wait_store else result
 
     def put_messages(
         self,
@@ -257,9 +260,12 @@ class MessageStore:
             prepared_transaction_offset=prepared_transaction_offset,
             tag_code_override=tag_code_override,
         )
+        return self._waited(result) if wait_store else result
+
+    def _waited(self, result: PutResult) -> PutResult:
+        """Under SYNC_FLUSH, ``result`` once its records are fsynced (or with FLUSH_DISK_TIMEOUT)."""
         if (
-            wait_store
-            and result.status is PutStatus.PUT_OK
+            result.status is PutStatus.PUT_OK
             and self.config.flush_disk_type is FlushDiskType.SYNC_FLUSH
             and self._flusher is not None
             and not self._flusher.wait_durable(result.end_offset, self.config.sync_flush_timeout_ms / 1000)
@@ -347,6 +353,74 @@ class MessageStore:
                         return single
                 return self._append_locked(
                     topic, topic_bytes, queue_id, encoded, total, messages, common, tag_code_override
+                )
+        except (StoreFullError, OSError) as exc:
+            return self._write_failed(exc)
+
+    def append_one(
+        self,
+        topic: str,
+        queue_id: int,
+        body: bytes,
+        properties: str = "",
+        *,
+        flag: int = 0,
+        sys_flag: int = 0,
+        born_timestamp: int = 0,
+        born_host: tuple[str, int] = ("127.0.0.1", 0),
+        reconsume_times: int = 0,
+        prepared_transaction_offset: int = 0,
+        tag_code_override: int | None = None,
+    ) -> PutResult:
+        """:meth:`append_messages` for one message, without the per-batch lists: most of a broker's appends
+        are single sends, so their fixed cost is what counts."""
+        topic_bytes = _topic_bytes(topic)
+        refusal = self._refusal(topic_bytes)
+        if refusal is not None:
+            return refusal
+        if len(body) > self.config.max_message_size:
+            return PutResult(
+                PutStatus.MESSAGE_ILLEGAL,
+                error=f"message body of {len(body)} bytes is over {self.config.max_message_size}",
+            )
+        props = properties.encode()
+        if len(props) > rec.MAX_PROPERTIES_BYTES:
+            return PutResult(
+                PutStatus.PROPERTIES_SIZE_EXCEEDED,
+                error=f"properties of {len(props)} bytes are over {rec.MAX_PROPERTIES_BYTES}",
+            )
+        born_address = _born_address(born_host[0])
+        message = (body, props, flag)
+        try:
+            with self._lock:
+                if not self.is_open:
+                    return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error="the store is closed")
+                common: HeadCommon = (
+                    sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
+                    born_timestamp,
+                    born_address,
+                    born_host[1],
+                    self._clock_ms(),
+                    self._store_ip,
+                    self._store_port,
+                    reconsume_times,
+                    prepared_transaction_offset,
+                )
+                single = self._append_one_locked(
+                    topic, topic_bytes, queue_id, message, properties, common, tag_code_override
+                )
+                if single is not None:
+                    return single
+                total = 91 + len(body) + len(topic_bytes) + len(props)
+                return self._append_locked(
+                    topic,
+                    topic_bytes,
+                    queue_id,
+                    [message],
+                    total,
+                    [(body, properties, flag)],
+                    common,
+                    tag_code_override,
                 )
         except (StoreFullError, OSError) as exc:
             return self._write_failed(exc)
@@ -874,6 +948,16 @@ class MessageStore:
     @property
     def is_closing(self) -> threading.Event:
         return self._closing
+
+
+def _topic_bytes(topic: str) -> bytes:
+    """A topic's UTF-8 bytes, cached: a broker stores into few topics millions of times."""
+    encoded = _TOPIC_BYTES.get(topic)
+    if encoded is None:
+        encoded = topic.encode()
+        if len(_TOPIC_BYTES) < 65536:
+            _TOPIC_BYTES[topic] = encoded
+    return encoded
 
 
 def _born_address(ip: str) -> bytes:

@@ -133,10 +133,12 @@ def handle_send(
             reconsume_times=integer(fields, "reconsumeTimes", 0),
         )
     else:
-        result = broker.store.append_messages(
+        result = broker.store.append_one(
             topic,
             queue_id,
-            [(bytes(request.body), properties, integer(fields, "flag", 0))],
+            bytes(request.body),
+            properties,
+            flag=integer(fields, "flag", 0),
             sys_flag=sys_flag,
             born_timestamp=integer(fields, "bornTimestamp", 0),
             born_host=gateway.host_of(channel),
