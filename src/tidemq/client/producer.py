@@ -511,7 +511,7 @@ class Producer:
         queue_id: int | None,
         broker_name: str | None,
     ) -> SendResult:
-        info = await self._publish_info(topic)
+        info = self._routes.cached_publish_info(topic) or await self._publish_info(topic)
         timeout_s = self.config.send_timeout_s
         deadline = time.monotonic() + timeout_s
         attempts = 1 if queue_id is not None else 1 + max(0, self.config.retry_times_when_send_failed)
