@@ -1,9 +1,10 @@
 """MessageStore: the commit log, its consume queues and index, behind one synchronous API.
 
 Appends are serialised by ``_lock`` (one writer at a time, as RocketMQ's putMessageLock); each append packs
-its records into one buffer with ``struct.pack_into``, writes it with one ``pwrite``, then dispatches the
-consume-queue entries and index keys before returning, so a record is readable the moment its put returns.
-Reads take no lock: they ``pread`` below the published queue ends.
+its records into one buffer (:mod:`tidemq.store.packing`), copies it into the mapped segment, then publishes
+the consume-queue entries before returning, so a record is readable the moment its put returns. Index keys
+wait in a list and go into the index every 512 records, at each checkpoint and before any lookup.
+Reads (:mod:`tidemq.store.reads`) take no lock: they ``pread`` below the published queue ends.
 
 Threads: callers (any thread) append and read; the ``tidemq-flush`` thread (flush.py) fsyncs and writes the
 checkpoint; the ``tidemq-clean`` thread deletes expired segments (retention.py).
@@ -12,10 +13,9 @@ checkpoint; the ``tidemq-clean`` thread deletes expired segments (retention.py).
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -24,7 +24,7 @@ from tidemq.errors import StoreFullError
 from tidemq.store import record as rec
 from tidemq.store.checkpoint import ABORT_FILE, Checkpoint, ensure_store_marker
 from tidemq.store.config import FlushDiskType, StoreConfig
-from tidemq.store.consume_queue import ENTRY, ENTRY_SIZE, ConsumeQueue
+from tidemq.store.consume_queue import ConsumeQueue
 from tidemq.store.flush import FlushCallback, FlushService
 from tidemq.store.index import IndexService
 from tidemq.store.packing import (
@@ -39,7 +39,8 @@ from tidemq.store.packing import (
     pack_raw_batch,
     split_batch,
 )
-from tidemq.store.results import GetResult, GetStatus, PutResult, PutStatus
+from tidemq.store.reads import StoreReads
+from tidemq.store.results import PutResult, PutStatus
 from tidemq.store.segment_file import SegmentFile, SegmentQueue
 from tidemq.store.tag_codes import SCHEDULE_TOPIC, TIMER_TOPIC
 
@@ -47,22 +48,17 @@ log = logging.getLogger(__name__)
 
 INDEX_BATCH: Final = 512
 """Records with index keys appended before their keys are put into the index in one go."""
-MAX_SCAN_ENTRIES: Final = 16_000
-"""Consume-queue entries a filtered pull may scan before answering (RocketMQ maxFilterMessageCount)."""
-DEFAULT_MAX_PULL_BYTES: Final = 256 * 1024 * 1024
-
 MessageEntry = tuple[bytes, str, int]
 """One message of a put: (body as stored, properties string, user flag)."""
 ArrivalListener = Callable[[str, int, int], None]
 """Called after dispatch with (topic, queue_id, new max offset), on the appending thread."""
-RecordFilter = Callable[[memoryview], bool]
 
 _BORN_ADDRESSES: dict[str, bytes] = {}
 _INDEX_PREFIX_CRCS: dict[bytes, int] = {}
 _TOPIC_BYTES: dict[str, bytes] = {}
 
 
-class MessageStore:
+class MessageStore(StoreReads):
     """A RocketMQ-style message store in one directory. Use ``with MessageStore(cfg) as store:``."""
 
     def __init__(self, config: StoreConfig, *, clock_ms: Callable[[], int] | None = None) -> None:
@@ -334,16 +330,8 @@ class MessageStore:
             with self._lock:
                 if not self.is_open:
                     return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error="the store is closed")
-                common: HeadCommon = (
-                    sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
-                    born_timestamp,
-                    born_address,
-                    born_host[1],
-                    self._clock_ms(),
-                    self._store_ip,
-                    self._store_port,
-                    reconsume_times,
-                    prepared_transaction_offset,
+                common = self._head_common(
+                    sys_flag, born_timestamp, born_address, born_host[1], reconsume_times, prepared_transaction_offset
                 )
                 if len(encoded) == 1:
                     single = self._append_one_locked(
@@ -395,16 +383,8 @@ class MessageStore:
             with self._lock:
                 if not self.is_open:
                     return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error="the store is closed")
-                common: HeadCommon = (
-                    sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
-                    born_timestamp,
-                    born_address,
-                    born_host[1],
-                    self._clock_ms(),
-                    self._store_ip,
-                    self._store_port,
-                    reconsume_times,
-                    prepared_transaction_offset,
+                common = self._head_common(
+                    sys_flag, born_timestamp, born_address, born_host[1], reconsume_times, prepared_transaction_offset
                 )
                 single = self._append_one_locked(
                     topic, topic_bytes, queue_id, message, properties, common, tag_code_override
@@ -457,17 +437,7 @@ class MessageStore:
             with self._lock:
                 if not self.is_open:
                     return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error="the store is closed")
-                common: HeadCommon = (
-                    sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
-                    born_timestamp,
-                    born_address,
-                    born_host[1],
-                    self._clock_ms(),
-                    self._store_ip,
-                    self._store_port,
-                    reconsume_times,
-                    0,
-                )
+                common = self._head_common(sys_flag, born_timestamp, born_address, born_host[1], reconsume_times, 0)
                 start = self.write_offset
                 segment = self.commit_log.segments[-1] if self.commit_log.segments else None
                 room = segment.end - start - BLANK_MIN if segment is not None and segment.start <= start else -1
@@ -531,6 +501,28 @@ class MessageStore:
             born_timestamp=born_timestamp,
             born_host=born_host,
             reconsume_times=reconsume_times,
+        )
+
+    def _head_common(
+        self,
+        sys_flag: int,
+        born_timestamp: int,
+        born_address: bytes,
+        born_port: int,
+        reconsume_times: int,
+        prepared_transaction_offset: int,
+    ) -> HeadCommon:
+        """The head fields every record of one append shares; called under the lock, as it reads the clock."""
+        return (
+            sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
+            born_timestamp,
+            born_address,
+            born_port,
+            self._clock_ms(),
+            self._store_ip,
+            self._store_port,
+            reconsume_times,
+            prepared_transaction_offset,
         )
 
     def _refusal(self, topic_bytes: bytes) -> PutResult | None:
@@ -752,170 +744,6 @@ class MessageStore:
     def get_min_offset(self, topic: str, queue_id: int) -> int:
         queue = self._queues.get((topic, queue_id))
         return queue.min_offset if queue is not None else 0
-
-    def get_messages(
-        self,
-        topic: str,
-        queue_id: int,
-        offset: int,
-        max_count: int,
-        *,
-        max_bytes: int = DEFAULT_MAX_PULL_BYTES,
-        tag_codes: frozenset[int] | None = None,
-        record_filter: RecordFilter | None = None,
-    ) -> GetResult:
-        """Read up to ``max_count`` records of a queue from ``offset`` (RocketMQ getMessage).
-
-        Args:
-            tag_codes: accept only entries whose tag hash is in the set (None: every tag).
-            record_filter: an exact check on the raw record (real tag string, SQL92), run after the hash.
-        """
-        queue = self._queues.get((topic, queue_id))
-        if queue is None:
-            return GetResult(GetStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0)
-        min_offset, max_offset = queue.min_offset, queue.max_offset
-        if max_offset == 0:
-            return GetResult(GetStatus.NO_MESSAGE_IN_QUEUE, 0, min_offset, max_offset)
-        if offset < min_offset:
-            return GetResult(GetStatus.OFFSET_TOO_SMALL, min_offset, min_offset, max_offset)
-        if offset == max_offset:
-            return GetResult(GetStatus.OFFSET_OVERFLOW_ONE, offset, min_offset, max_offset)
-        if offset > max_offset:
-            # RocketMQ 5 (and Apache 5.5 live) corrects to the max offset; 4.x answered the min when it was 0.
-            return GetResult(GetStatus.OFFSET_OVERFLOW_BADLY, max_offset, min_offset, max_offset)
-        is_filtered = tag_codes is not None or record_filter is not None
-        scan = MAX_SCAN_ENTRIES if is_filtered else max_count
-        raw = queue.read_entries(offset, max(scan, max_count))
-        wanted: list[tuple[int, int]] = []
-        scanned = 0
-        byte_total = 0
-        commit_log_min = self.commit_log.min_offset
-        for physical, size, tag_code in ENTRY.iter_unpack(raw):
-            if len(wanted) >= max_count or (wanted and byte_total + size > max_bytes):
-                break
-            scanned += 1
-            if physical < commit_log_min or (tag_codes is not None and tag_code not in tag_codes):
-                continue
-            wanted.append((physical, size))
-            byte_total += size
-        result = GetResult(GetStatus.NO_MATCHED_MESSAGE, offset + scanned, min_offset, max_offset)
-        if not wanted:
-            if scanned and all(p < commit_log_min for p, _, _ in ENTRY.iter_unpack(raw[: scanned * ENTRY_SIZE])):
-                result.status = GetStatus.OFFSET_FOUND_NULL
-            return result
-        spans: list[list[object]] = []  # [buffer, start, end] of runs of adjacent accepted records
-        for data, at, size in self._read_records(wanted):
-            if record_filter is not None and not record_filter(data[at : at + size]):
-                continue
-            result.message_count += 1
-            result.total_bytes += size
-            if spans and spans[-1][0] is data and spans[-1][2] == at:
-                spans[-1][2] = at + size
-            else:
-                spans.append([data, at, at + size])
-        if result.message_count:
-            result.status = GetStatus.FOUND
-            result.chunks = [buf[start:end] for buf, start, end in spans]  # type: ignore[index]
-        return result
-
-    def _read_records(self, wanted: list[tuple[int, int]]) -> Iterable[tuple[memoryview, int, int]]:
-        """Read records with as few preads as possible: neighbours in one segment share one read.
-
-        Yields (buffer, start, size) per record.
-        """
-        i = 0
-        count = len(wanted)
-        while i < count:
-            first, size = wanted[i]
-            segment = self.commit_log.segment_for(first)
-            if segment is None:
-                i += 1
-                continue
-            span_end = first + size
-            j = i + 1
-            # Extend the read while the next record is in this segment and the gap is small.
-            while j < count:
-                physical, next_size = wanted[j]
-                if physical + next_size > segment.end or physical - span_end > 4096:
-                    break
-                span_end = physical + next_size
-                j += 1
-            try:
-                data = memoryview(segment.read(first - segment.start, span_end - first))
-            except OSError:
-                i = j
-                continue
-            for physical, size in wanted[i:j]:
-                at = physical - first
-                if at + size <= len(data):
-                    yield data, at, size
-            i = j
-
-    def read_record(self, physical_offset: int) -> bytes | None:
-        """The whole record at ``physical_offset`` or None (VIEW_MESSAGE_BY_ID)."""
-        if physical_offset < self.commit_log.min_offset or physical_offset >= self.write_offset:
-            return None
-        head = self.commit_log.read(physical_offset, 8)
-        if len(head) < 8:
-            return None
-        size, magic = rec.TOTAL_AND_MAGIC.unpack(head)
-        if magic not in (rec.MAGIC_V1, rec.MAGIC_V2) or size < rec.MIN_RECORD_SIZE:
-            return None
-        data = self.commit_log.read(physical_offset, size)
-        return data if len(data) == size else None
-
-    def get_offset_by_time(self, topic: str, queue_id: int, timestamp_ms: int, *, upper: bool = False) -> int:
-        """The queue offset of the first message stored at or after ``timestamp_ms`` (``upper``: the last
-        one stored at or before it). Returns max offset when every message is older, min when all are newer.
-        """
-        queue = self._queues.get((topic, queue_id))
-        if queue is None:
-            return 0
-        low, high = queue.min_offset, queue.max_offset
-        if low >= high:
-            return low
-        # Invariant for lower bound: answer in [low, high]; store times grow with the queue offset.
-        while low < high:
-            middle = (low + high) // 2
-            stamp = self._store_time_of(queue, middle)
-            if stamp is None or (stamp < timestamp_ms if not upper else stamp <= timestamp_ms):
-                low = middle + 1
-            else:
-                high = middle
-        if upper:
-            return max(queue.min_offset, low - 1)
-        return low
-
-    def _store_time_of(self, queue: ConsumeQueue, queue_offset: int) -> int | None:
-        entry = queue.entry_at(queue_offset)
-        if entry is None or entry[0] < self.commit_log.min_offset:
-            return None
-        data = self.commit_log.read(entry[0] + rec.OFFSET_STORE_TIMESTAMP, 8)
-        return struct.unpack(">q", data)[0] if len(data) == 8 else None
-
-    def get_earliest_store_time(self, topic: str, queue_id: int) -> int:
-        queue = self._queues.get((topic, queue_id))
-        if queue is None or queue.max_offset <= queue.min_offset:
-            return -1
-        stamp = self._store_time_of(queue, queue.min_offset)
-        return -1 if stamp is None else stamp
-
-    def query_by_key(self, topic: str, key: str, max_count: int, begin_ms: int = 0, end_ms: int = 2**62) -> list[bytes]:
-        """Records of ``topic`` whose KEYS (or UNIQ_KEY) contain ``key``, stored within [begin, end]."""
-        found: list[bytes] = []
-        self.drain_index()
-        for physical in self.index.query(f"{topic}#{key}", max_count * 2, begin_ms, end_ms):
-            data = self.read_record(physical)
-            if data is None:
-                continue
-            decoded = rec.decode_record(data)
-            if decoded.topic == topic and (key in decoded.keys or decoded.properties.get("UNIQ_KEY") == key):
-                found.append(data)
-                if len(found) >= max_count:
-                    break
-        return found
-
-    # -- maintenance (retention and recovery call these under the lock) --------------------------------
 
     def lock(self) -> threading.Lock:
         return self._lock
