@@ -320,7 +320,9 @@ class _IndexFile:
     def record_durable(self, fields: tuple[int, int, int, int, int, int]) -> None:
         """After a sync that covered the entries of ``fields`` (taken before it): a clean header if nothing
         was indexed since, else a still-dirty header with those durable counts, so that repair after a crash
-        only rolls back what came after them."""
+        only rolls back what came after them. A file flushed clean meanwhile (sealed when full) stays clean."""
+        if not self.is_dirty:
+            return
         if self.entries_used == fields[1] and self.end_offset == fields[5]:
             self.flags &= ~FLAG_DIRTY
             self.write_header()

@@ -406,3 +406,18 @@ def test_puts_go_on_while_a_flush_waits_for_the_disk(index: IndexService, monkey
     monkeypatch.setattr(index_module.os, "fdatasync", real_fdatasync)
     index.flush()
     assert not index._files[-1].is_dirty
+
+
+def test_a_file_sealed_during_a_flush_keeps_its_clean_header(tmp_path: Path) -> None:
+    index = IndexService(tmp_path / "index", max_hash_slots=4, max_entries=100)
+    index.open()
+    index.put_many([(f"k{i}", i * 10, T0) for i in range(5)])
+    index_file = index._files[-1]
+    synced = index_file.header_fields()
+    index.put_many([(f"k{i}", i * 10, T0) for i in range(5, 8)])
+    index_file.flush()  # what sealing a full file does, while the service's flush was syncing
+    index_file.record_durable(synced)
+    assert not index_file.is_dirty
+    _crash(index)
+    with IndexService(tmp_path / "index", max_hash_slots=4, max_entries=100) as reopened:
+        assert [query_all(reopened, f"k{i}") for i in range(8)] == [[i * 10] for i in range(8)]
