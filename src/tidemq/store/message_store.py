@@ -12,6 +12,7 @@ checkpoint; the ``tidemq-clean`` thread deletes expired segments (retention.py).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -52,10 +53,6 @@ MessageEntry = tuple[bytes, str, int]
 """One message of a put: (body as stored, properties string, user flag)."""
 ArrivalListener = Callable[[str, int, int], None]
 """Called after dispatch with (topic, queue_id, new max offset), on the appending thread."""
-
-_BORN_ADDRESSES: dict[str, bytes] = {}
-_INDEX_PREFIX_CRCS: dict[bytes, int] = {}
-_TOPIC_BYTES: dict[str, bytes] = {}
 
 
 class MessageStore(StoreReads):
@@ -778,33 +775,22 @@ class MessageStore(StoreReads):
         return self._closing
 
 
+# Bounded memos: a broker stores into few topics, from few client addresses, millions of times.
+
+
+@functools.lru_cache(maxsize=65536)
 def _topic_bytes(topic: str) -> bytes:
-    """A topic's UTF-8 bytes, cached: a broker stores into few topics millions of times."""
-    encoded = _TOPIC_BYTES.get(topic)
-    if encoded is None:
-        encoded = topic.encode()
-        if len(_TOPIC_BYTES) < 65536:
-            _TOPIC_BYTES[topic] = encoded
-    return encoded
+    """A topic's UTF-8 bytes."""
+    return topic.encode()
 
 
+@functools.lru_cache(maxsize=65536)
 def _born_address(ip: str) -> bytes:
-    """The 4 address bytes of a born host, cached: a broker sees few client addresses."""
-    address = _BORN_ADDRESSES.get(ip)
-    if address is None:
-        address = rec.ipv4_bytes(ip)
-        if len(_BORN_ADDRESSES) < 65536:
-            _BORN_ADDRESSES[ip] = address
-    return address
+    """The 4 address bytes of a born host."""
+    return rec.ipv4_bytes(ip)
 
 
-def _index_prefix_crc(topic_bytes: bytes) -> int:
-    prefix = _INDEX_PREFIX_CRCS.get(topic_bytes)
-    if prefix is None:
-        prefix = index_prefix_crc(topic_bytes)
-        if len(_INDEX_PREFIX_CRCS) < 65536:
-            _INDEX_PREFIX_CRCS[topic_bytes] = prefix
-    return prefix
+_index_prefix_crc = functools.lru_cache(maxsize=65536)(index_prefix_crc)
 
 
 def _with_status(result: PutResult, status: PutStatus) -> PutResult:

@@ -9,6 +9,7 @@ queue equals the original.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -24,7 +25,6 @@ _UNITS_MS: Final = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _LEVEL: Final = re.compile(r"^(\d+)([smhd])$")
 
 _tag_hash_cache: dict[str, int] = {}
-_tag_hash_bytes_cache: dict[bytes, int] = {}
 
 
 def parse_delay_levels(text: str) -> tuple[int, ...]:
@@ -65,14 +65,10 @@ def tag_hash(tags: str) -> int:
     return code
 
 
+@functools.lru_cache(maxsize=100_000)
 def tag_hash_of_bytes(tags: bytes) -> int:
-    """:func:`tag_hash` of UTF-8 encoded tags (what dispatch finds in a record's properties)."""
-    code = _tag_hash_bytes_cache.get(tags)
-    if code is None:
-        code = tag_hash(tags.decode(errors="replace"))
-        if len(_tag_hash_bytes_cache) < 100_000:
-            _tag_hash_bytes_cache[tags] = code
-    return code
+    """:func:`tag_hash` of UTF-8 encoded tags (what dispatch finds in a record's properties), memoized."""
+    return tag_hash(tags.decode(errors="replace"))
 
 
 def tag_code_of(topic: str, properties: str, store_timestamp: int, delay_levels_ms: tuple[int, ...]) -> int:
