@@ -81,3 +81,26 @@ async def test_garbage_connections_do_not_disturb_a_producer_and_a_consumer(runn
     assert closed[2] >= 40, "malformed frames close their connection"
     producer.close()
     consumer.close()
+
+
+async def test_a_malformed_batch_is_refused_and_the_connection_keeps_serving(running_broker: RunningBroker) -> None:
+    channel = await open_client(running_broker.port)
+    try:
+        entry = struct.pack(">iiiii", 20 + 5 + 2 + 4, 0, 0, 0, 5) + b"hello" + struct.pack(">h", 4) + b"k\x01v\x02"
+        bad_bodies = {
+            entry[:-3]: "bad lengths",  # the last entry is cut short
+            entry + entry[:10]: "cut short",
+            entry[:25] + struct.pack(">h", 99) + entry[27:]: "bad lengths",  # properties length past the entry
+            entry[:27] + b"k\x01\xff\x02": "not UTF-8",
+        }
+        for body, reason in bad_bodies.items():
+            answer = await call(channel, RequestCode.SEND_BATCH_MESSAGE, send_fields("BatchGarbage", 0), body)
+            assert answer.code == ResponseCode.MESSAGE_ILLEGAL, (reason, answer)
+            assert answer.remark is not None
+            assert reason in answer.remark
+        good = await call(channel, RequestCode.SEND_BATCH_MESSAGE, send_fields("BatchGarbage", 0), entry + entry)
+        assert good.code == ResponseCode.SUCCESS, good
+        assert good.ext_fields["queueOffset"] == "0"  # nothing of the refused batches was stored
+        assert len(good.ext_fields["msgId"].split(",")) == 2
+    finally:
+        channel.close()
