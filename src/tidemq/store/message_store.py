@@ -3,7 +3,7 @@
 Appends are serialised by ``_lock`` (one writer at a time, as RocketMQ's putMessageLock); each append packs
 its records into one buffer (:mod:`tidemq.store.packing`), copies it into the mapped segment, then publishes
 the consume-queue entries before returning, so a record is readable the moment its put returns. Index keys
-wait in a list and go into the index every 512 records, at each checkpoint and before any lookup.
+wait in a list and go into the index every 512 records, before each index sync and before any lookup.
 Reads (:mod:`tidemq.store.reads`) take no lock: they ``pread`` below the published queue ends.
 
 Threads: callers (any thread) append and read; the ``tidemq-flush`` thread (flush.py) fsyncs and writes the
@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 
 INDEX_BATCH: Final = 512
 """Records with index keys appended before their keys are put into the index in one go."""
+INDEX_SYNC_INTERVAL_S: Final = 2.0
+"""How often a checkpoint also syncs the index. A sync write-protects the pages it writes back, and hash slots
+are written at random, so syncing at every checkpoint (each ``flushIntervalCommitLog``) made most key inserts
+take a page fault. The checkpoint's safe offset stays at or below what the synced index covers, so recovery
+after a crash re-indexes the rest (RocketMQ likewise syncs an index file only when it is full)."""
 MessageEntry = tuple[bytes, str, int]
 """One message of a put: (body as stored, properties string, user flag)."""
 ArrivalListener = Callable[[str, int, int], None]
@@ -72,10 +77,13 @@ class MessageStore(StoreReads):
             config.index_dir, max_hash_slots=config.max_hash_slot_num, max_entries=config.max_index_num
         )
         # Index keys of appended records not yet in the index: (topic, KEYS, UNIQ_KEY, offset, store time).
-        # Inserted in bulk (every INDEX_BATCH records, each checkpoint, before any lookup) rather than per append:
+        # Inserted in bulk (every INDEX_BATCH records, each index sync, before any lookup) rather than per append:
         # per-append insertion cost a single send ~40% of its store time in call overhead. RocketMQ too builds
         # its index behind the append (ReputMessageService); recovery re-indexes what a crash left pending.
         self._pending_index: list[PendingIndex] = []
+        self._index_synced_offset = 0
+        """Every record below it has its index keys on disk: the checkpoint's safe offset never passes it."""
+        self._next_index_sync = 0.0  # the first checkpoint syncs the index, whatever recovery put into it
         self._flusher: FlushService | None = None
         self._cleaner: threading.Thread | None = None
         self._closing = threading.Event()
@@ -663,11 +671,12 @@ class MessageStore(StoreReads):
             physical_offsets=[start],
         )
 
-    def drain_index(self) -> None:
-        """Put the pending index keys into the index: before lookups and index-state reads."""
-        if self._pending_index:
-            with self._lock:
-                self._drain_index_locked()
+    def drain_index(self) -> int:
+        """Put the pending index keys into the index (before lookups and index-state reads); return the
+        commit-log offset below which every record's keys are in it."""
+        with self._lock:
+            self._drain_index_locked()
+            return self.write_offset
 
     def _drain_index_locked(self) -> None:
         pending, self._pending_index = self._pending_index, []
@@ -711,8 +720,13 @@ class MessageStore(StoreReads):
         safe = self._sync_commit_log()
         for queue in list(self._queues.values()):
             queue.sync()
-        self.drain_index()
-        self.index.flush()
+        now = time.monotonic()
+        if now >= self._next_index_sync:
+            indexed = self.drain_index()
+            self.index.flush()
+            self._index_synced_offset = indexed
+            self._next_index_sync = now + INDEX_SYNC_INTERVAL_S
+        safe = min(safe, self._index_synced_offset)
         Checkpoint(safe, self.write_offset, False, self._clock_ms()).save(self.config.store_path_root_dir)
 
     @property

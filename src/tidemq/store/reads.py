@@ -32,7 +32,7 @@ class StoreReads:
     index: IndexService
     write_offset: int
     _queues: dict[tuple[str, int], ConsumeQueue]
-    drain_index: Callable[[], None]
+    drain_index: Callable[[], int]
 
     def get_messages(
         self,
