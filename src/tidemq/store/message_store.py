@@ -307,7 +307,7 @@ class MessageStore(StoreReads):
         tag_code_override: int | None = None,
     ) -> PutResult:
         """Append and dispatch without waiting for the disk: the records are readable when this returns."""
-        topic_bytes = topic.encode()
+        topic_bytes = _topic_bytes(topic)
         refusal = self._refusal(topic_bytes)
         if refusal is not None:
             return refusal
@@ -428,7 +428,7 @@ class MessageStore(StoreReads):
         where appends are meant to be cheapest, and decoding each message first cost as much as storing it. A
         malformed body is refused whole with MESSAGE_ILLEGAL.
         """
-        topic_bytes = topic.encode()
+        topic_bytes = _topic_bytes(topic)
         refusal = self._refusal(topic_bytes)
         if refusal is not None:
             return refusal
