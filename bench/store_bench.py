@@ -153,6 +153,45 @@ def scenario_sync_flush(directory: Path, count: int) -> dict[str, float]:
     }
 
 
+def scenario_sync_flush_loop(directory: Path, count: int) -> dict[str, float]:
+    """64 appenders as the broker runs them: coroutines on one uvloop loop, each appending with ``append_one``
+    and awaiting its group commit through the broker's own ``DurableWaits`` (one loop wake-up per fsync)."""
+    import asyncio
+
+    import uvloop
+
+    from tidemq.broker.durable_waits import DurableWaits
+    from tidemq.store.config import FlushDiskType
+    from tidemq.store.message_store import MessageStore
+    from tidemq.store.results import PutStatus
+
+    appenders = 64
+    per_appender = count // appenders
+    with MessageStore(_config(directory, flush_disk_type=FlushDiskType.SYNC_FLUSH)) as store:
+
+        async def run() -> float:
+            durable = DurableWaits(store)
+            durable.attach()
+
+            async def appender(n: int) -> None:
+                for i in range(per_appender):
+                    result = store.append_one("SyncTopic", n & 7, BODY, props(i))
+                    assert result.status is PutStatus.PUT_OK, result
+                    assert await durable.wait(result.end_offset, 5.0), "group commit timed out"
+
+            started = time.perf_counter()
+            await asyncio.gather(*(appender(n) for n in range(appenders)))
+            return time.perf_counter() - started
+
+        elapsed = uvloop.run(run())
+        fsyncs = store._flusher.fsync_count if store._flusher else 0
+    return {
+        "msgs_per_s": appenders * per_appender / elapsed,
+        "fsyncs": fsyncs,
+        "msgs_per_fsync": appenders * per_appender / max(fsyncs, 1),
+    }
+
+
 def scenario_fill_backlog(directory: Path, count: int) -> dict[str, float]:
     from tidemq.store.message_store import MessageStore
 
@@ -229,6 +268,7 @@ SCENARIOS = {
     "append_batch_body": scenario_append_batch_body,
     "append_single": scenario_append_single,
     "sync_flush": scenario_sync_flush,
+    "sync_flush_loop": scenario_sync_flush_loop,
     "fill_backlog": scenario_fill_backlog,
     "read_backlog": scenario_read_backlog,
     "crash_writer": scenario_crash_writer,
@@ -304,6 +344,9 @@ def main() -> int:
         )
         out["append_single"], _ = median_of(runs, lambda: run_scenario("append_single", fresh("as"), 300_000 // scale))
         out["sync_flush_64"], _ = median_of(runs, lambda: run_scenario("sync_flush", fresh("sf"), 128_000 // scale))
+        out["sync_flush_64_loop"], _ = median_of(
+            runs, lambda: run_scenario("sync_flush_loop", fresh("sfl"), 256_000 // scale)
+        )
         backlog = fresh("backlog")
         run_scenario("fill_backlog", backlog, 1_000_000 // scale)
         out["read_backlog"], _ = median_of(runs, lambda: run_scenario("read_backlog", backlog, 1_000_000 // scale))

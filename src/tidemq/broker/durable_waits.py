@@ -8,6 +8,7 @@ below it is released in one pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 from tidemq.store.message_store import MessageStore
@@ -25,7 +26,10 @@ class DurableWaits:
         self._loop = loop
 
         def on_fsync(durable: int) -> None:
-            loop.call_soon_threadsafe(self._release, durable)
+            # The store can outlive the loop (a store closed after its loop, as an embedding test may do):
+            # its final flush must still checkpoint, so a closed loop is not the flusher's error.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._release, durable)
 
         self._store.add_durable_listener(on_fsync)
 

@@ -136,8 +136,7 @@ class FlushService:
         durable = self._sync_commit_log()
         self.fsync_count += 1
         self.durable_offset = durable
-        for listener in self.durable_listeners:
-            listener(durable)
+        self._tell_listeners(durable)
         late: list[tuple[int, FlushCallback]] = []
         for end_offset, callback in waiters:
             if end_offset <= durable:
@@ -148,9 +147,17 @@ class FlushService:
             with self._condition:
                 self._waiters.extend(late)
 
+    def _tell_listeners(self, durable: int) -> None:
+        """A failing listener is logged and skipped: it must not keep the others, or the checkpoint, from
+        hearing that the bytes are on disk."""
+        for listener in self.durable_listeners:
+            try:
+                listener(durable)
+            except Exception:
+                log.exception("durable-offset listener %r failed", listener)
+
     def _flush_all(self) -> None:
         durable = self._sync_commit_log()
         self.durable_offset = durable
-        for listener in self.durable_listeners:
-            listener(durable)
+        self._tell_listeners(durable)
         self._checkpoint()

@@ -66,6 +66,33 @@ def test_sync_flush_timeout_answers_flush_disk_timeout(small_config: ConfigFacto
         assert store.get_messages("T", 0, 0, 1).message_count == 1, "stored even though not confirmed"
 
 
+def test_a_failing_durable_listener_stops_neither_group_commit_nor_the_final_checkpoint(
+    small_config: ConfigFactory,
+) -> None:
+    """A listener that raises (the broker's, once its event loop is closed) is the listener's problem: appends
+    are still acknowledged and closing still checkpoints everything written."""
+    from tidemq.store.checkpoint import Checkpoint
+
+    config = small_config(flush_disk_type=FlushDiskType.SYNC_FLUSH, flush_interval_commit_log_ms=60_000)
+    store = MessageStore(config).open()
+    heard: list[int] = []
+
+    def broken(durable: int) -> None:
+        raise RuntimeError("Event loop is closed")
+
+    store.add_durable_listener(broken)
+    store.add_durable_listener(heard.append)
+    results = [store.put_message("T", 0, b"m%d" % i).status for i in range(5)]
+    end = store.write_offset
+    store.close()
+    assert results == [PutStatus.PUT_OK] * 5
+    assert heard, "the listener after the broken one still hears the fsyncs"
+    assert heard[-1] == end
+    checkpoint = Checkpoint.load(config.store_path_root_dir)
+    assert checkpoint is not None
+    assert checkpoint.safe_offset == end
+
+
 def test_async_flush_writes_a_checkpoint_periodically(small_config: ConfigFactory) -> None:
     config = small_config(flush_interval_commit_log_ms=20)
     with open_store(config) as store:
