@@ -36,7 +36,7 @@ from tidemq.store.packing import (
     hash_index_keys,
     index_prefix_crc,
     pack_batch,
-    pack_one,
+    pack_one_into,
     pack_raw_batch,
     split_batch,
 )
@@ -636,7 +636,10 @@ class MessageStore(StoreReads):
             return None
         queue = self._queue(topic, queue_id)
         queue_offset = queue.max_offset
-        buffer, entry, keys, uniq = pack_one(
+        queue.reserve(queue_offset, 1)  # a full disk fails here, before the commit-log write
+        position = start - segment.start
+        mapped = segment.map_with_room(position, size)
+        packing = (
             start,
             topic,
             topic_bytes,
@@ -648,8 +651,13 @@ class MessageStore(StoreReads):
             tag_code_override,
             self.config.delay_levels_ms,
         )
-        queue.reserve(queue_offset, 1)  # a full disk fails here, before the commit-log write
-        segment.write(start - segment.start, buffer)
+        if mapped is not None:
+            entry, keys, uniq = pack_one_into(mapped, position, *packing)
+            segment.wrote(position + size)
+        else:
+            buffer = bytearray(size)
+            entry, keys, uniq = pack_one_into(buffer, 0, *packing)
+            segment.write(position, buffer)
         end = start + size
         self.write_offset = end
         queue.put(queue_offset, entry)

@@ -13,6 +13,7 @@ times, prepared-transaction offset.
 
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
 from collections.abc import Sequence
@@ -140,7 +141,9 @@ def pack_batch(
     return buffer, end, positions, entries
 
 
-def pack_one(
+def pack_one_into(
+    target: bytearray | mmap.mmap,
+    at: int,
     start: int,
     topic: str,
     topic_bytes: bytes,
@@ -151,10 +154,11 @@ def pack_one(
     common: HeadCommon,
     tag_code_override: int | None,
     delay_levels_ms: tuple[int, ...],
-) -> tuple[bytearray, bytes, bytes | None, bytes | None]:
-    """:func:`pack_batch` for one record that fits its segment, without the per-batch lists (single sends are
-    most of a broker's appends, so their fixed cost counts). Returns the record, its consume-queue entry, and
-    its KEYS and UNIQ_KEY."""
+) -> tuple[bytes, bytes | None, bytes | None]:
+    """:func:`pack_batch` for one record written from commit-log offset ``start``, packed into ``target`` at
+    ``at`` (the segment's mapping itself, when it has one: no record buffer to build and copy), without the
+    per-batch lists (single sends are most of a broker's appends, so their fixed cost counts). Returns the
+    record's consume-queue entry, and its KEYS and UNIQ_KEY."""
     body, props, flag = message
     body_length = len(body)
     topic_tail = len(topic_bytes)
@@ -166,18 +170,17 @@ def pack_one(
         tag_code = tag_code_of(topic, properties, common[4], delay_levels_ms)
     else:
         tag_code = 0 if tags is None else tag_hash_of_bytes(tags)
-    buffer = bytearray(size)
     _HEAD_PACK(
-        buffer, 0, size, rec.MAGIC_V1, _CRC(body) & _MASK31, queue_id, flag, queue_offset, start, *common, body_length
+        target, at, size, rec.MAGIC_V1, _CRC(body) & _MASK31, queue_id, flag, queue_offset, start, *common, body_length
     )
-    at = 88 + body_length
-    buffer[88:at] = body
-    buffer[at] = topic_tail
-    buffer[at + 1 : at + 1 + topic_tail] = topic_bytes
+    at += 88
+    target[at : at + body_length] = body
+    at += body_length
+    target[at] = topic_tail
+    target[at + 1 : at + 1 + topic_tail] = topic_bytes
     at += 1 + topic_tail
-    buffer[at : at + 2] = len(props).to_bytes(2, "big")
-    buffer[at + 2 :] = props
-    return buffer, ENTRY.pack(start, size, tag_code), keys, uniq
+    target[at : at + 2 + len(props)] = len(props).to_bytes(2, "big") + props
+    return ENTRY.pack(start, size, tag_code), keys, uniq
 
 
 def pack_raw_batch(

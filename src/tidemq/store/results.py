@@ -19,9 +19,12 @@ class PutStatus(enum.Enum):
     UNKNOWN_ERROR = "UNKNOWN_ERROR"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PutResult:
     """Where a put landed. For a batch, offsets are those of the first message.
+
+    Treat it as read-only once returned. It is not ``frozen``: a frozen dataclass sets each field through
+    ``object.__setattr__``, which made building one (once per single send) cost 1.25 µs instead of 0.45 µs.
 
     Attributes:
         physical_offsets: commit-log offset of each stored record (the broker derives msg ids from them).

@@ -127,6 +127,18 @@ class SegmentFile:
             raise
         self.allocated = target
 
+    def map_with_room(self, position: int, length: int) -> mmap.mmap | None:
+        """The mapping, when ``length`` bytes at ``position`` can be packed straight into it (mapped, and its
+        disk blocks reserved); else None and the caller uses :meth:`write`. Call :meth:`wrote` after."""
+        if self.map is not None and position + length <= self.allocated:
+            return self.map
+        return None
+
+    def wrote(self, end: int) -> None:
+        """Bytes up to ``end`` were packed into the mapping from :meth:`map_with_room`."""
+        if end >= self.release_at:
+            self.release_written(end)
+
     def write(self, position: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at ``position`` (relative to the segment start), all of it."""
         if position + len(data) > self.allocated:
