@@ -43,14 +43,16 @@ from tidemq.namesrv.config import NamesrvConfig
 from tidemq.namesrv.server import NameServer
 
 HOST: Final = "127.0.0.1"
-SMALL_STORE: Final[dict[str, int]] = {
+SMALL_STORE: Final[dict[str, int | bool]] = {
     "mapped_file_size_commit_log": 8 << 20,
     "mapped_file_size_consume_queue": 20 * 10_000,
     "max_message_size": 4 << 20,
     "max_hash_slot_num": 10_000,
     "max_index_num": 40_000,
+    "index_worker_enable": False,
 }
-"""Store sizes for tests: 8 MiB commit-log segments instead of 1 GiB, so a test's directory stays small."""
+"""Store settings for tests: 8 MiB commit-log segments instead of 1 GiB, so a test's directory stays small, and
+the key index built in-process: the whole tidemq stays in the test's process and starts in milliseconds."""
 
 
 @dataclass

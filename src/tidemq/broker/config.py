@@ -62,6 +62,7 @@ class BrokerConfig:
     flush_interval_commit_log: int = 500
     sync_flush_timeout: int = 5000
     message_index_enable: bool = True
+    index_worker_enable: bool = True
     max_hash_slot_num: int = 5_000_000
     max_index_num: int = 20_000_000
     long_polling_enable: bool = True
@@ -106,6 +107,7 @@ class BrokerConfig:
             max_hash_slot_num=self.max_hash_slot_num,
             max_index_num=self.max_index_num,
             message_index_enable=self.message_index_enable,
+            index_worker_enable=self.index_worker_enable,
             store_host=(self.broker_ip1, self.listen_port),
         )
 

@@ -50,6 +50,9 @@ class StoreConfig:
         max_hash_slot_num / max_index_num: index file geometry (``maxHashSlotNum`` 5,000,000,
             ``maxIndexNum`` 20,000,000).
         message_index_enable: build the key index (``messageIndexEnable``).
+        index_worker_enable: build it in a child process (``indexWorkerEnable``, tidemq's own key, on by
+            default): the appender then only hands the keys over, and the index uses another core. Off, the
+            index is built on the appending thread, and the store starts no process.
         store_host: the broker address written into every record's STOREHOST (ip, listen port).
         message_delay_level: the delay of each level (``messageDelayLevel``); SCHEDULE_TOPIC_XXXX entries
             hold store time + that delay as their tag code.
@@ -70,6 +73,7 @@ class StoreConfig:
     max_hash_slot_num: int = 5_000_000
     max_index_num: int = 20_000_000
     message_index_enable: bool = True
+    index_worker_enable: bool = True
     store_host: tuple[str, int] = ("127.0.0.1", 10911)
     clean_resource_interval_ms: int = 10_000
     message_delay_level: str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"

@@ -28,13 +28,12 @@ from tidemq.store.config import FlushDiskType, StoreConfig
 from tidemq.store.consume_queue import ConsumeQueue
 from tidemq.store.flush import FlushCallback, FlushService
 from tidemq.store.index import IndexService
+from tidemq.store.index_keys import PendingIndex, hash_index_keys, index_prefix_crc
+from tidemq.store.index_worker import IndexClient, IndexWorkerError
 from tidemq.store.packing import (
     BLANK_MIN,
     BatchFormatError,
     HeadCommon,
-    PendingIndex,
-    hash_index_keys,
-    index_prefix_crc,
     pack_batch,
     pack_one_into,
     pack_raw_batch,
@@ -73,8 +72,11 @@ class MessageStore(StoreReads):
         self.write_offset = 0
         self._queues: dict[tuple[str, int], ConsumeQueue] = {}
         self._queues_by_topic: dict[str, dict[int, ConsumeQueue]] = {}
-        self.index = IndexService(
-            config.index_dir, max_hash_slots=config.max_hash_slot_num, max_entries=config.max_index_num
+        index_geometry = {"max_hash_slots": config.max_hash_slot_num, "max_entries": config.max_index_num}
+        self.index: IndexService | IndexClient = (
+            IndexClient(config.index_dir, **index_geometry)
+            if config.index_worker_enable and config.message_index_enable
+            else IndexService(config.index_dir, **index_geometry)
         )
         # Index keys of appended records not yet in the index: (topic, KEYS, UNIQ_KEY, offset, store time).
         # Inserted in bulk (every INDEX_BATCH records, each index sync, before any lookup) rather than per append:
@@ -111,7 +113,11 @@ class MessageStore(StoreReads):
         self.commit_log.load()
         self._load_consume_queues()
         self.index.open()
-        self.recovery_report = recover(self)
+        try:
+            self.recovery_report = recover(self)
+        except BaseException:
+            self.index.close()  # ends the index worker, if any
+            raise
         (root / ABORT_FILE).touch()
         self._flusher = FlushService(
             self._sync_commit_log, self._checkpoint, self.config.flush_interval_commit_log_ms / 1000
@@ -139,7 +145,7 @@ class MessageStore(StoreReads):
             for queue in self._queues.values():
                 queue.sync()
             self._drain_index_locked()
-            self.index.flush()
+            self._flush_index(is_locked=True)
             Checkpoint(self.write_offset, self.write_offset, True, self._clock_ms()).save(
                 self.config.store_path_root_dir
             )
@@ -688,8 +694,51 @@ class MessageStore(StoreReads):
 
     def _drain_index_locked(self) -> None:
         pending, self._pending_index = self._pending_index, []
-        if pending:
-            self.index.put_hashed(hash_index_keys(pending))
+        if not pending:
+            return
+        index = self.index
+        if isinstance(index, IndexClient):
+            try:
+                index.put_pending(pending)  # hashed in the worker
+            except IndexWorkerError as exc:
+                self._replace_index_worker(exc)  # re-indexes these too: their records are written
+        else:
+            index.put_hashed(hash_index_keys(pending))
+
+    def query_index(self, key: str, max_count: int, begin_ms: int, end_ms: int) -> list[int]:
+        """:meth:`IndexService.query` after the pending keys are in the index (a lost worker is replaced)."""
+        self.drain_index()
+        try:
+            return self.index.query(key, max_count, begin_ms, end_ms)
+        except IndexWorkerError as exc:
+            with self._lock:
+                self._replace_index_worker(exc)
+            return self.index.query(key, max_count, begin_ms, end_ms)
+
+    def _flush_index(self, *, is_locked: bool = False) -> None:
+        """Sync the index; a lost index worker is replaced (under the store's lock) and the sync retried."""
+        try:
+            self.index.flush()
+        except IndexWorkerError as exc:
+            if is_locked:
+                self._replace_index_worker(exc)
+            else:
+                with self._lock:
+                    self._replace_index_worker(exc)
+            self.index.flush()
+
+    def _replace_index_worker(self, exc: IndexWorkerError) -> None:
+        """Start a new index worker and give it again the keys of every record the lost one may not have
+        synced: those from the last index sync on. Call under the store's lock."""
+        index = self.index
+        assert isinstance(index, IndexClient)
+        log.error("index worker lost (%s): starting another and re-indexing from %d", exc, self._index_synced_offset)
+        from tidemq.store.recovery import reindex  # recovery uses this class's parts; import late
+
+        self._pending_index = []  # their records are below write_offset: reindex covers them
+        index.restart()
+        count = reindex(self, self._index_synced_offset, self.write_offset)
+        log.warning("index worker replaced; %d records re-indexed", count)
 
     def _write(self, start: int, buffer: bytes | bytearray) -> None:
         view = memoryview(buffer)
@@ -731,7 +780,7 @@ class MessageStore(StoreReads):
         now = time.monotonic()
         if now >= self._next_index_sync:
             indexed = self.drain_index()
-            self.index.flush()
+            self._flush_index()
             self._index_synced_offset = indexed
             self._next_index_sync = now + INDEX_SYNC_INTERVAL_S
         safe = min(safe, self._index_synced_offset)

@@ -21,17 +21,13 @@ from typing import Final
 
 from tidemq.store import record as rec
 from tidemq.store.consume_queue import ENTRY, ENTRY_SIZE
+from tidemq.store.index_keys import HashedIndexItem, PendingIndex, hash_index_keys, index_prefix_crc
 from tidemq.store.tag_codes import SCHEDULE_TOPIC, TIMER_TOPIC, tag_code_of, tag_hash_of_bytes
 
 BLANK_MIN: Final = 8
 """A segment always keeps 8 bytes for the end-of-file blank record (RocketMQ END_FILE_MIN_BLANK_LENGTH)."""
 
 HeadCommon = tuple[int, int, bytes, int, int, bytes, int, int, int]
-PendingIndex = tuple[int, bytes | None, bytes | None, int, int]
-"""A record's index keys waiting for the index: (CRC-32 of ``topic#``, KEYS, UNIQ_KEY, physical offset, store
-timestamp). An index key's hash is the CRC-32 of ``topic#key``, which zlib continues from the prefix's CRC."""
-HashedIndexItem = tuple[int, int, int]
-"""(key hash, physical offset, store timestamp): what :meth:`IndexService.put_hashed` takes."""
 
 BATCH_ENTRY_HEAD: Final = struct.Struct(">iiiii")
 """A batch body entry's head (RocketMQ MessageDecoder.encodeMessage): total size, magic, body CRC, flag, body
@@ -321,29 +317,6 @@ def dispatch_properties(properties: bytes) -> tuple[bytes | None, bytes | None, 
         elif key == b"UNIQ_KEY":
             uniq = value or None
     return tags, keys, uniq
-
-
-def index_prefix_crc(topic_bytes: bytes) -> int:
-    """CRC-32 of ``topic#``, from which each of the topic's index-key hashes continues."""
-    return _CRC(topic_bytes + b"#")
-
-
-def hash_index_keys(pending: list[PendingIndex]) -> list[HashedIndexItem]:
-    """Index items of pending records, in append order (KEYS split on spaces, then UNIQ_KEY); each hash is
-    ``crc32(topic#key) & 0x7FFFFFFF`` (:func:`tidemq.store.index.key_hash`)."""
-    out: list[HashedIndexItem] = []
-    append = out.append
-    for prefix_crc, keys, uniq, physical, store_timestamp in pending:
-        if keys:
-            if b" " in keys:
-                out.extend(
-                    (_CRC(key, prefix_crc) & _MASK31, physical, store_timestamp) for key in keys.split(b" ") if key
-                )
-            else:
-                append((_CRC(keys, prefix_crc) & _MASK31, physical, store_timestamp))
-        if uniq:
-            append((_CRC(uniq, prefix_crc) & _MASK31, physical, store_timestamp))
-    return out
 
 
 def collect_index_keys(

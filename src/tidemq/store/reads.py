@@ -13,7 +13,6 @@ from typing import Final
 
 from tidemq.store import record as rec
 from tidemq.store.consume_queue import ENTRY, ENTRY_SIZE, ConsumeQueue
-from tidemq.store.index import IndexService
 from tidemq.store.results import GetResult, GetStatus
 from tidemq.store.segment_file import SegmentQueue
 
@@ -29,10 +28,9 @@ class StoreReads:
     """Reads of a :class:`~tidemq.store.message_store.MessageStore`, which provides the state below."""
 
     commit_log: SegmentQueue
-    index: IndexService
     write_offset: int
     _queues: dict[tuple[str, int], ConsumeQueue]
-    drain_index: Callable[[], int]
+    query_index: Callable[[str, int, int, int], list[int]]
 
     def get_messages(
         self,
@@ -184,8 +182,7 @@ class StoreReads:
     def query_by_key(self, topic: str, key: str, max_count: int, begin_ms: int = 0, end_ms: int = 2**62) -> list[bytes]:
         """Records of ``topic`` whose KEYS (or UNIQ_KEY) contain ``key``, stored within [begin, end]."""
         found: list[bytes] = []
-        self.drain_index()
-        for physical in self.index.query(f"{topic}#{key}", max_count * 2, begin_ms, end_ms):
+        for physical in self.query_index(f"{topic}#{key}", max_count * 2, begin_ms, end_ms):
             data = self.read_record(physical)
             if data is None:
                 continue

@@ -236,6 +236,24 @@ def _dispatch(store: MessageStore, scanned: ScannedRecord, behind: set[tuple[str
     return True
 
 
+def reindex(store: MessageStore, start: int, end: int) -> int:
+    """Put the index keys of the records in [start, end) into the index again (after an index worker was lost
+    with keys it had not synced); return how many records were scanned. Call under the store's lock."""
+    pending: list[tuple[int, int, int]] = []
+    scanned_count = 0
+    for scanned in scan_records(store.commit_log, start, ScanOutcome()):
+        if scanned.physical_offset >= end:
+            break
+        scanned_count += 1
+        _index_keys(store, scanned, pending)
+        if len(pending) > 10_000:
+            store.index.put_hashed(pending)
+            pending = []
+    if pending:
+        store.index.put_hashed(pending)
+    return scanned_count
+
+
 def _index_keys(store: MessageStore, scanned: ScannedRecord, out: list[tuple[int, int, int]]) -> None:
     if not store.config.message_index_enable:
         return
