@@ -106,6 +106,7 @@ HEADER_SIZE: Final = HEADER.size + CRC.size
 SLOT: Final = struct.Struct("<i")
 ENTRY: Final = struct.Struct("<iqii")
 SLOT_SIZE: Final = SLOT.size
+_NATIVE_SLOTS: Final = sys.byteorder == "little" and struct.calcsize("i") == SLOT_SIZE
 ENTRY_SIZE: Final = ENTRY.size
 assert HEADER_SIZE == 64
 assert ENTRY_SIZE == 20
@@ -425,6 +426,37 @@ class _IndexFile:
     def append_many(self, items: list[tuple[int, int, int]], begin: int, end: int) -> None:
         """:meth:`append` for ``items[begin:end]`` (hash, offset, timestamp), in one loop over locals: the
         index is a third of a batch append's CPU, and most of that was per-call overhead."""
+        if not _NATIVE_SLOTS:
+            self._append_many_packed(items, begin, end)
+            return
+        mm = self.mm
+        slot_count, entry_base, begin_ts = self.slot_count, self.entry_base, self.begin_ts
+        entry_pack = ENTRY.pack_into
+        used, last_diff, end_ts = self.entries_used, self.last_diff, self.end_ts
+        offset = self.end_offset
+        # The slot table as native ints (the format is little-endian for this): an item read and an item write
+        # instead of two struct calls per key. Released before returning: an exported mmap cannot be closed.
+        with memoryview(mm) as whole, whole[HEADER_SIZE:entry_base].cast("i") as slots:
+            for i in range(begin, end):
+                hash_value, offset, timestamp = items[i]
+                slot = hash_value % slot_count
+                diff = (timestamp - begin_ts) // 1000
+                if diff < last_diff:
+                    diff = last_diff
+                elif diff > INT32_MAX:
+                    diff = INT32_MAX
+                used += 1
+                entry_pack(mm, entry_base + used * ENTRY_SIZE, hash_value, offset, diff, slots[slot])
+                slots[slot] = used
+                last_diff = diff
+                if timestamp > end_ts:
+                    end_ts = timestamp
+        self.entries_used, self.last_diff, self.end_ts, self.end_offset = used, last_diff, end_ts, offset
+        if used >= self.advise_at:
+            self.release_written()
+
+    def _append_many_packed(self, items: list[tuple[int, int, int]], begin: int, end: int) -> None:
+        """:meth:`append_many` on a big-endian machine, where the slot table cannot be read as native ints."""
         mm = self.mm
         slot_count, entry_base, begin_ts = self.slot_count, self.entry_base, self.begin_ts
         slot_unpack, slot_pack, entry_pack = SLOT.unpack_from, SLOT.pack_into, ENTRY.pack_into
