@@ -36,6 +36,9 @@ class BrokerConfig:
         transaction_time_out / transaction_check_max / transaction_check_interval: when an unresolved half
             message is first checked (6 s), how many checks before it is discarded (15), how often the
             check pass runs (60 s) — RocketMQ's keys and defaults.
+        index_worker_enable: tidemq's own key (``indexWorkerEnable``, default true): build the message key
+            index in a child process, on another core. False keeps the whole broker in one process (the index
+            then takes about a third of a batch append's CPU on the event loop's thread).
     """
 
     broker_cluster_name: str = "DefaultCluster"
