@@ -21,9 +21,10 @@ that fails in the worker (a full disk when a new index file is needed) is report
 
 Lifetime: the worker exits when its socket reaches end of file, that is when the store closes it or its process
 dies (even by SIGKILL), and it ignores SIGINT and SIGTERM, which a terminal or a process-group kill also sends
-it: the store's close must come first, so that the index is flushed after the last append. If the worker dies,
-calls raise :class:`IndexWorkerError` and :meth:`IndexClient.restart` starts another one on the same files
-(the store then re-indexes what the lost worker had not synced).
+it: the store's close must come first, so that the index is flushed after the last append. If the worker dies, or
+blocks a hand-over or a call for ``IO_TIMEOUT_S``, that call and every later one raise :class:`IndexWorkerError`
+until :meth:`IndexClient.restart` starts another one on the same files (the store then re-indexes what the lost
+worker had not synced).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0
 """How long :meth:`IndexClient.open` waits for the worker to load (and repair) the index files."""
+IO_TIMEOUT_S = 30.0
+"""How long a hand-over may block (the worker's socket buffer full) or a call wait for its answer before the
+worker counts as hung and is replaced: an appender must never wait forever under the store's lock."""
 
 _ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls
@@ -95,13 +99,18 @@ class Channel:
         return buffer
 
     def wait_readable(self, timeout_s: float) -> bool:
+        previous = self._socket.gettimeout()
         self._socket.settimeout(timeout_s)
         try:
             return len(self._socket.recv(1, socket.MSG_PEEK)) >= 0
         except TimeoutError:
             return False
         finally:
-            self._socket.settimeout(None)
+            self._socket.settimeout(previous)
+
+    def set_timeout(self, timeout_s: float | None) -> None:
+        """Sends and receives raise TimeoutError after ``timeout_s`` (None: block)."""
+        self._socket.settimeout(timeout_s)
 
     def close(self) -> None:
         self._socket.close()
@@ -120,6 +129,8 @@ class IndexClient:
         self._lock = threading.Lock()
         self._connection: Channel | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._failure: str | None = None
+        """Why the current worker can no longer be used (set on the first failed exchange)."""
 
     @property
     def pid(self) -> int | None:
@@ -159,6 +170,7 @@ class IndexClient:
             finally:
                 theirs.close()
             connection = Channel(ours)
+            connection.set_timeout(IO_TIMEOUT_S)
             try:
                 self._await_start(connection)
             except BaseException:
@@ -177,24 +189,31 @@ class IndexClient:
         with self._lock:
             connection, process = self._connection, self._process
             self._connection = self._process = None
+            failure, self._failure = self._failure, None
             if connection is None:
                 return
             try:
-                connection.send(("call", "close", ()))
-                self._check(self._receive(connection))
-            except IndexWorkerError:
+                if failure is None:
+                    connection.send(("call", "close", ()))
+                    self._check(self._receive(connection))
+                elif process is not None:
+                    process.kill()  # hung or gone: its files are repaired at the next open, as after a crash
+            except (OSError, IndexWorkerError):
                 log.exception("index worker: closing the index failed")
+                if process is not None:
+                    process.kill()
             finally:
                 connection.close()  # end of file: the worker exits
                 if process is not None:
                     _reap(process)
 
     def restart(self) -> None:
-        """Replace a worker that died: end what is left of it and start another on the same files (a file the
-        dead one left dirty is repaired to its last flush, as after a crash)."""
+        """Replace a worker that died or hung: end what is left of it and start another on the same files (a
+        file the old one left dirty is repaired to its last flush, as after a crash)."""
         with self._lock:
             connection, process = self._connection, self._process
             self._connection = self._process = None
+            self._failure = None
         if connection is not None:
             connection.close()
         if process is not None:
@@ -261,22 +280,32 @@ class IndexClient:
             connection = self._open_connection()
             try:
                 connection.send(message)
-            except OSError as exc:
-                raise IndexWorkerError(f"the index worker is gone: {exc}") from exc
+            except OSError as exc:  # TimeoutError included: the worker stopped reading
+                raise self._failed(connection, exc) from exc
 
     def _call(self, name: str, *args: Any) -> Any:
         with self._lock:
             connection = self._open_connection()
             try:
                 connection.send(("call", name, args))
-            except OSError as exc:
-                raise IndexWorkerError(f"the index worker is gone: {exc}") from exc
-            return self._check(self._receive(connection))
+                reply = connection.recv()
+            except (EOFError, OSError) as exc:  # TimeoutError included: no answer in IO_TIMEOUT_S
+                raise self._failed(connection, exc) from exc
+            return self._check(reply)
 
     def _open_connection(self) -> Channel:
+        if self._failure is not None:
+            raise IndexWorkerError(self._failure)
         if self._connection is None:
             raise StoreClosedError(f"the index service on {self._directory} is closed")
         return self._connection
+
+    def _failed(self, connection: Channel, exc: BaseException) -> IndexWorkerError:
+        """The channel is unusable (a message may be half sent, an answer may still come): close it, so that
+        no later call can read a late answer as its own, and fail every call until :meth:`restart`."""
+        self._failure = f"the index worker is gone or hung: {exc or type(exc).__name__}"
+        connection.close()
+        return IndexWorkerError(self._failure)
 
     @staticmethod
     def _receive(connection: Channel) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tidemq.store import index_worker
 from tidemq.store import record as rec
 from tidemq.store.index import IndexService
 from tidemq.store.index_worker import IndexClient
@@ -81,6 +83,34 @@ def test_a_killed_worker_is_replaced_and_no_key_is_lost(small_config: ConfigFact
         total = 2 * INDEX_BATCH + 60
         missing = [i for i in range(total) if len(store.query_by_key("T", f"k{i}", 2)) != 1]
         assert missing == []
+
+
+def test_a_hung_worker_is_replaced_after_the_io_timeout(
+    small_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that stops answering (SIGSTOP here; a deadlock or swap storm in life) must not hang the store:
+    the call that waits for it fails after IO_TIMEOUT_S, the store kills it, starts another and re-indexes."""
+    monkeypatch.setattr(index_worker, "IO_TIMEOUT_S", 0.5)
+    config = small_config(flush_interval_commit_log_ms=60_000)
+    with open_store(config) as store:
+        index = store.index
+        assert isinstance(index, IndexClient)
+        hung_pid = index.pid
+        assert hung_pid is not None
+        os.kill(hung_pid, signal.SIGSTOP)
+        try:
+            _fill(store, 0, INDEX_BATCH + 20)
+            started = time.monotonic()
+            found = store.query_by_key("T", f"k{INDEX_BATCH + 19}", 2)
+            waited = time.monotonic() - started
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(hung_pid, signal.SIGCONT)
+        assert len(found) == 1
+        assert 0.4 < waited < 10, f"the lookup waited {waited:.2f} s"
+        assert index.pid not in (None, hung_pid)
+        _wait_gone(hung_pid)
+        assert [i for i in range(INDEX_BATCH + 20) if len(store.query_by_key("T", f"k{i}", 2)) != 1] == []
 
 
 def test_the_worker_ignores_sigint_and_sigterm_and_the_store_closes_cleanly(small_config: ConfigFactory) -> None:
