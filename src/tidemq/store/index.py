@@ -59,6 +59,8 @@ Rules worth knowing:
   the counts with the flag cleared. Opening a dirty file rolls its slots back to the durable ``entries_used``
   (walking each stale head down its chain; if that chain looks damaged, as after a power loss, every slot is
   rebuilt from the durable entries). :attr:`IndexService.max_physical_offset` then says where replay must resume.
+* One writer: an open service holds an exclusive ``flock`` on ``<directory>/lock``; another opener waits up to
+  ``LOCK_WAIT_S`` (a killed broker's index worker finishing the keys left in its socket), then is refused.
 * :meth:`IndexService.truncate_above` deletes files that begin at or beyond the offset and rolls the others back
   exactly: offsets never decrease, so the entries to forget are a suffix, unlinked newest first from their slots.
 
@@ -74,18 +76,20 @@ from __future__ import annotations
 
 import array
 import errno
+import fcntl
 import mmap
 import os
 import struct
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from tidemq.errors import StoreClosedError, StoreCorruptionError, StoreFormatError, StoreFullError
+from tidemq.errors import StoreClosedError, StoreCorruptionError, StoreError, StoreFormatError, StoreFullError
 
 __all__ = [
     "IndexService",
@@ -146,6 +150,37 @@ def _reserve(fd: int, start: int, end: int, path: Path) -> None:
         if exc.errno in _FULL_ERRNOS:
             raise StoreFullError(f"no space for index file {path.name} ({end} bytes)") from exc
         raise
+
+
+LOCK_FILE: Final = "lock"
+LOCK_WAIT_S: Final = 10.0
+
+
+def _lock_directory(directory: Path) -> int:
+    """Take the directory's exclusive lock, waiting up to ``LOCK_WAIT_S`` for a holder to end; return its fd.
+
+    Two writers would corrupt the files. The one to wait for is an index worker whose broker was just killed:
+    it ends at end of file on its socket, after the keys still in that socket (milliseconds), while a new broker
+    may already be opening the same store. The kernel drops the lock when its holder dies, even by SIGKILL.
+
+    Raises:
+        StoreError: still held after ``LOCK_WAIT_S`` (another live process uses this directory).
+    """
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise StoreError(f"the index directory {directory} is in use by another process") from None
+            time.sleep(0.02)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
 
 class _IndexFile:
@@ -582,6 +617,8 @@ class IndexService:
         :meth:`delete_files_below`, so that no file is closed under a sync."""
         self._is_open = False
         self._max_physical_offset = -1
+        self._lock_fd = -1
+        """Holds an exclusive ``flock`` on ``<directory>/lock`` while open (see :func:`_lock_directory`)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -596,6 +633,7 @@ class IndexService:
             if self._is_open:
                 return
             self._directory.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = _lock_directory(self._directory)
             for leftover in self._directory.glob("*" + TMP_SUFFIX):
                 leftover.unlink()  # a creation interrupted before its rename
             paths = sorted(
@@ -612,6 +650,7 @@ class IndexService:
                 for index_file in self._files:
                     index_file.unmap()
                 self._files.clear()
+                self._unlock()
                 raise
             self._max_physical_offset = max((f.end_offset for f in self._files), default=-1)
             self._is_open = True
@@ -625,6 +664,12 @@ class IndexService:
             for index_file in self._files:
                 index_file.close()
             self._files.clear()
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
 
     def __enter__(self) -> Self:
         self.open()

@@ -41,7 +41,7 @@ import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tidemq.errors import StoreClosedError, StoreCorruptionError, StoreFormatError, StoreFullError
+from tidemq.errors import StoreClosedError, StoreCorruptionError, StoreError, StoreFormatError, StoreFullError
 from tidemq.store.index import IndexService
 from tidemq.store.index_keys import HashedIndexItem, PendingIndex, hash_index_keys
 
@@ -55,7 +55,15 @@ worker counts as hung and is replaced: an appender must never wait forever under
 
 _ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls
-    for cls in (StoreFullError, StoreClosedError, StoreCorruptionError, StoreFormatError, ValueError, OSError)
+    for cls in (
+        StoreFullError,
+        StoreClosedError,
+        StoreCorruptionError,
+        StoreFormatError,
+        StoreError,
+        ValueError,
+        OSError,
+    )
 }
 """Exceptions of the worker's IndexService re-raised as themselves in the store; any other is an IndexWorkerError."""
 

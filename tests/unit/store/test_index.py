@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tidemq.errors import StoreClosedError, StoreCorruptionError, StoreFormatError, StoreFullError
+from tidemq.errors import StoreClosedError, StoreCorruptionError, StoreError, StoreFormatError, StoreFullError
 from tidemq.store import index as index_module
 from tidemq.store.index import FORMAT_VERSION, HEADER_SIZE, MAGIC, IndexService, key_hash
 
@@ -203,6 +203,7 @@ def _crash(index: IndexService) -> None:
         index_file.mm.close()
     index._files.clear()
     index._is_open = False
+    index._unlock()  # the kernel drops a dead process's locks
 
 
 def _write_byte(path: Path, position: int, value: int) -> None:
@@ -339,7 +340,7 @@ def test_disk_full_at_creation_raises_store_full(tmp_path: Path, monkeypatch: py
         with pytest.raises(StoreFullError):
             index.put("k", 0, T0)
         assert index.file_paths == []
-        assert list(tmp_path.iterdir()) == []
+        assert [p.name for p in tmp_path.iterdir()] == [index_module.LOCK_FILE]  # no half-made index file
         assert query_all(index, "k") == []
 
 
@@ -421,3 +422,16 @@ def test_a_file_sealed_during_a_flush_keeps_its_clean_header(tmp_path: Path) -> 
     _crash(index)
     with IndexService(tmp_path / "index", max_hash_slots=4, max_entries=100) as reopened:
         assert [query_all(reopened, f"k{i}") for i in range(8)] == [[i * 10] for i in range(8)]
+
+
+def test_a_second_writer_waits_for_the_first_then_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writers would corrupt the files: the second opener waits for the lock (a killed broker's worker
+    finishing), and is refused with a clear error if the first one stays."""
+    monkeypatch.setattr(index_module, "LOCK_WAIT_S", 0.3)
+    with IndexService(tmp_path, max_hash_slots=4, max_entries=64) as first:
+        first.put("k", 1, T0)
+        second = IndexService(tmp_path, max_hash_slots=4, max_entries=64)
+        with pytest.raises(StoreError, match="in use by another process"):
+            second.open()
+    with IndexService(tmp_path, max_hash_slots=4, max_entries=64) as third:  # released by close
+        assert query_all(third, "k") == [1]
