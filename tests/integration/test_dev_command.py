@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.server_process import start_server
+from tests.server_process import free_port, start_server
 
 
 def test_dev_starts_fast_prints_ready_lines_and_stops_cleanly(tmp_path: Path) -> None:
@@ -21,3 +23,31 @@ def test_dev_starts_fast_prints_ready_lines_and_stops_cleanly(tmp_path: Path) ->
         assert server.stop() == 0
     assert (tmp_path / "data" / "store" / "store.meta").exists()
     assert not (tmp_path / "data" / "store" / "abort").exists(), "a clean stop leaves no abort marker"
+
+
+def test_a_second_dev_on_the_same_data_directory_is_refused_and_the_first_goes_on(tmp_path: Path) -> None:
+    """Two brokers appending to one commit log would interleave records: the second one stops with the reason,
+    as RocketMQ's "Lock failed, MQ already started", and the first keeps serving."""
+    server = start_server(tmp_path / "data")
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "tidemq.cli.main", "dev", "--data-dir", str(tmp_path / "data")]
+            + [
+                "--host",
+                "127.0.0.1",
+                "--namesrv-port",
+                str(free_port()),
+                "--broker-port",
+                str(free_port(with_vip=True)),
+            ]
+            + ["--log-level", "WARNING"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode != 0
+        assert "already open in another process" in second.stderr
+        assert server.process.poll() is None, "the first server is still running"
+    finally:
+        assert server.stop() == 0

@@ -19,6 +19,7 @@ records was fsynced too. ``commit_log_end`` and ``is_clean`` are exact only afte
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import zlib
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from tidemq.errors import StoreCorruptionError, StoreFormatError
+from tidemq.errors import StoreCorruptionError, StoreError, StoreFormatError
 
 FORMAT_VERSION: Final = 1
 META_MAGIC: Final = b"TIDEMQST"
@@ -37,6 +38,7 @@ CRC: Final = struct.Struct(">I")
 META_FILE: Final = "store.meta"
 CHECKPOINT_FILE: Final = "checkpoint"
 ABORT_FILE: Final = "abort"
+LOCK_FILE: Final = "lock"
 
 
 def _with_crc(payload: bytes) -> bytes:
@@ -54,6 +56,41 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def lock_store_root(root: Path) -> int:
+    """Take the exclusive lock on ``<root>/lock`` that a store holds while open; return its fd (close it to unlock).
+
+    RocketMQ's broker does the same (``Lock failed,MQ already started``): two processes appending to one commit
+    log would interleave records. The kernel drops the lock when its holder dies, even by SIGKILL.
+
+    Raises:
+        StoreError: another process (or another open store in this one) holds it.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"the store {root} is already open in another process (its lock file is held)") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def refuse_foreign_directory(root: Path) -> None:
+    """Raise StoreFormatError if ``root`` holds files but no ``store.meta``: another program's data, into which
+    nothing may be written (not even our lock file)."""
+    if not root.is_dir() or (root / META_FILE).exists():
+        return
+    foreign = [p.name for p in root.iterdir() if p.name != LOCK_FILE]
+    if foreign:
+        raise StoreFormatError(
+            f"{root} is not a tidemq store (it has {', '.join(sorted(foreign)[:5])} but no {META_FILE}); "
+            "refusing to write into another program's data"
+        )
+
+
 def ensure_store_marker(root: Path) -> None:
     """Create ``store.meta`` in an empty or new directory, or check an existing one.
 
@@ -65,12 +102,7 @@ def ensure_store_marker(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     meta = root / META_FILE
     if not meta.exists():
-        foreign = [p.name for p in root.iterdir() if p.name not in ("lock",)]
-        if foreign:
-            raise StoreFormatError(
-                f"{root} is not a tidemq store (it has {', '.join(sorted(foreign)[:5])} but no {META_FILE}); "
-                "refusing to write into another program's data"
-            )
+        refuse_foreign_directory(root)
         _write_atomically(meta, _with_crc(META.pack(META_MAGIC, FORMAT_VERSION)))
         return
     data = meta.read_bytes()

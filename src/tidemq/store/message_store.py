@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +24,13 @@ from typing import Final
 
 from tidemq.errors import StoreFullError
 from tidemq.store import record as rec
-from tidemq.store.checkpoint import ABORT_FILE, Checkpoint, ensure_store_marker
+from tidemq.store.checkpoint import (
+    ABORT_FILE,
+    Checkpoint,
+    ensure_store_marker,
+    lock_store_root,
+    refuse_foreign_directory,
+)
 from tidemq.store.config import FlushDiskType, StoreConfig
 from tidemq.store.consume_queue import ConsumeQueue
 from tidemq.store.flush import FlushCallback, FlushService
@@ -92,6 +99,8 @@ class MessageStore(StoreReads):
         self._graveyard: list[SegmentFile] = []
         self._graveyard_previous: list[SegmentFile] = []
         self.arrival_listeners: list[ArrivalListener] = []
+        self._root_lock = -1
+        """The fd holding ``<root>/lock`` while open (:func:`~tidemq.store.checkpoint.lock_store_root`)."""
         self.is_open = False
         self.is_writable = True
         self.not_writable_reason = ""
@@ -109,14 +118,20 @@ class MessageStore(StoreReads):
         from tidemq.store.recovery import recover  # recovery uses this class's parts; import late
 
         root = self.config.store_path_root_dir
-        ensure_store_marker(root)
-        self.commit_log.load()
-        self._load_consume_queues()
-        self.index.open()
+        refuse_foreign_directory(root)  # before the lock file is created in it
+        self._root_lock = lock_store_root(root)
         try:
-            self.recovery_report = recover(self)
+            ensure_store_marker(root)
+            self.commit_log.load()
+            self._load_consume_queues()
+            self.index.open()
+            try:
+                self.recovery_report = recover(self)
+            except BaseException:
+                self.index.close()  # ends the index worker, if any
+                raise
         except BaseException:
-            self.index.close()  # ends the index worker, if any
+            self._unlock_root()
             raise
         (root / ABORT_FILE).touch()
         self._flusher = FlushService(
@@ -156,6 +171,12 @@ class MessageStore(StoreReads):
             self.index.close()
             for segment in self._graveyard + self._graveyard_previous:
                 segment.close()
+        self._unlock_root()
+
+    def _unlock_root(self) -> None:
+        if self._root_lock >= 0:
+            os.close(self._root_lock)
+            self._root_lock = -1
 
     def abandon(self) -> None:
         """Stop as a crash would: no final flush, no clean checkpoint, the abort marker left behind.
@@ -175,6 +196,7 @@ class MessageStore(StoreReads):
             for queue in self._queues.values():
                 queue.close()
             self.index.close()
+        self._unlock_root()
 
     def __enter__(self) -> MessageStore:
         return self if self.is_open else self.open()
