@@ -30,17 +30,11 @@ def test_a_second_dev_on_the_same_data_directory_is_refused_and_the_first_goes_o
     as RocketMQ's "Lock failed, MQ already started", and the first keeps serving."""
     server = start_server(tmp_path / "data")
     try:
+        command = [sys.executable, "-m", "tidemq.cli.main", "dev", "--data-dir", str(tmp_path / "data")]
+        command += ["--host", "127.0.0.1", "--namesrv-port", str(free_port())]
+        command += ["--broker-port", str(free_port(with_vip=True)), "--log-level", "WARNING"]
         second = subprocess.run(
-            [sys.executable, "-m", "tidemq.cli.main", "dev", "--data-dir", str(tmp_path / "data")]
-            + [
-                "--host",
-                "127.0.0.1",
-                "--namesrv-port",
-                str(free_port()),
-                "--broker-port",
-                str(free_port(with_vip=True)),
-            ]
-            + ["--log-level", "WARNING"],
+            command,
             capture_output=True,
             text=True,
             timeout=60,
