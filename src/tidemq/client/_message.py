@@ -211,9 +211,13 @@ def encode_batch(entries: Iterable[tuple[bytes, str, int]]) -> bytes:
 # --- receiving --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReceivedMessage:
     """One message as a consumer sees it (Java's ``MessageExt``), decoded from a stored record.
+
+    Treat it as read-only (copy with :func:`dataclasses.replace`). It is not ``frozen``: a frozen dataclass sets
+    each of its 15 fields through ``object.__setattr__``, and building one was a third of decoding a message,
+    which a push consumer does for every message it delivers.
 
     Attributes:
         topic: the topic it was stored under.
@@ -364,22 +368,22 @@ def decode_message(raw: bytes | memoryview, position: int = 0, broker_name: str 
             body = zlib.decompress(body)
         except zlib.error as exc:
             raise ValueError(f"compressed body of the record at {position} does not inflate: {exc}") from None
-    return ReceivedMessage(
-        topic=topic,
-        body=body,
-        queue_id=queue_id,
-        queue_offset=queue_offset,
-        commitlog_offset=physical_offset,
-        properties=properties,
-        born_timestamp=born_ts,
-        store_timestamp=store_ts,
-        born_host=rec.host_of(born_addr, born_port),
-        store_host=rec.host_of(store_addr, store_port),
-        reconsume_times=reconsume,
-        sys_flag=sys_flag,
-        flag=flag,
-        store_size=size,
-        broker_name=broker_name,
+    return ReceivedMessage(  # positional, in field order: keyword matching cost 0.3 µs a message
+        topic,
+        body,
+        queue_id,
+        queue_offset,
+        physical_offset,
+        properties,
+        born_ts,
+        store_ts,
+        rec.host_of(born_addr, born_port),
+        rec.host_of(store_addr, store_port),
+        reconsume,
+        sys_flag,
+        flag,
+        size,
+        broker_name,
     )
 
 
