@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import uvloop
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -80,6 +82,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--pull-batch", type=int, default=32)
     parser.add_argument("--profile", action="store_true", help="cProfile the first drain; print the top functions")
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the consumer's event loop (tidemq's own tools use uvloop)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tidemq-push-bench-"))
     namesrv_port, broker_port = free_port(), free_port(with_vip=True)
@@ -115,12 +123,13 @@ def main() -> int:
         results = []
         for run in range(args.runs):
             coroutine = drain(namesrv, f"PushDrain_{run}", filled, args.concurrency, args.pull_batch)
+            run_loop = uvloop.run if args.loop == "uvloop" else asyncio.run
             if args.profile and run == 0:
                 profile = cProfile.Profile(time.process_time)
-                result = profile.runcall(asyncio.run, coroutine)
+                result = profile.runcall(run_loop, coroutine)
                 pstats.Stats(profile).sort_stats("tottime").print_stats(30)
             else:
-                result = asyncio.run(coroutine)
+                result = run_loop(coroutine)
             results.append(result)
             print(json.dumps({"run": run, **result}), flush=True)
         rates = [r["msgs_per_s"] for r in results]
@@ -131,6 +140,7 @@ def main() -> int:
             "min": min(rates),
             "max": max(rates),
             "median_client_cpu_us_per_msg": statistics.median(cpu),
+            "loop": args.loop,
             "cpus": os.cpu_count(),
             "load_average": os.getloadavg(),
         }
