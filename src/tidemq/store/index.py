@@ -75,6 +75,7 @@ All public methods take one lock: one writer thread and occasional query threads
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -84,10 +85,10 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Protocol, Self
 
 from tidemq.errors import StoreClosedError, StoreCorruptionError, StoreError, StoreFormatError, StoreFullError
 
@@ -181,6 +182,27 @@ def _lock_directory(directory: Path) -> int:
             os.close(fd)
             raise
         return fd
+
+
+class _Slots(Protocol):
+    def __getitem__(self, slot: int, /) -> int: ...
+    def __setitem__(self, slot: int, value: int, /) -> None: ...
+
+
+class _PackedSlots:
+    """The slot table through ``SLOT`` struct calls (big-endian hosts, where a native view would swap bytes)."""
+
+    __slots__ = ("_mm",)
+
+    def __init__(self, mm: mmap.mmap) -> None:
+        self._mm = mm
+
+    def __getitem__(self, slot: int) -> int:
+        value: int = SLOT.unpack_from(self._mm, HEADER_SIZE + slot * SLOT_SIZE)[0]
+        return value
+
+    def __setitem__(self, slot: int, value: int) -> None:
+        SLOT.pack_into(self._mm, HEADER_SIZE + slot * SLOT_SIZE, value)
 
 
 class _IndexFile:
@@ -461,17 +483,12 @@ class _IndexFile:
     def append_many(self, items: list[tuple[int, int, int]], begin: int, end: int) -> None:
         """:meth:`append` for ``items[begin:end]`` (hash, offset, timestamp), in one loop over locals: the
         index is a third of a batch append's CPU, and most of that was per-call overhead."""
-        if not _NATIVE_SLOTS:
-            self._append_many_packed(items, begin, end)
-            return
         mm = self.mm
         slot_count, entry_base, begin_ts = self.slot_count, self.entry_base, self.begin_ts
         entry_pack = ENTRY.pack_into
         used, last_diff, end_ts = self.entries_used, self.last_diff, self.end_ts
         offset = self.end_offset
-        # The slot table as native ints (the format is little-endian for this): an item read and an item write
-        # instead of two struct calls per key. Released before returning: an exported mmap cannot be closed.
-        with memoryview(mm) as whole, whole[HEADER_SIZE:entry_base].cast("i") as slots:
+        with self._slot_table() as slots:
             for i in range(begin, end):
                 hash_value, offset, timestamp = items[i]
                 slot = hash_value % slot_count
@@ -490,30 +507,16 @@ class _IndexFile:
         if used >= self.advise_at:
             self.release_written()
 
-    def _append_many_packed(self, items: list[tuple[int, int, int]], begin: int, end: int) -> None:
-        """:meth:`append_many` on a big-endian machine, where the slot table cannot be read as native ints."""
-        mm = self.mm
-        slot_count, entry_base, begin_ts = self.slot_count, self.entry_base, self.begin_ts
-        slot_unpack, slot_pack, entry_pack = SLOT.unpack_from, SLOT.pack_into, ENTRY.pack_into
-        used, last_diff, end_ts = self.entries_used, self.last_diff, self.end_ts
-        offset = self.end_offset
-        for i in range(begin, end):
-            hash_value, offset, timestamp = items[i]
-            slot_position = HEADER_SIZE + (hash_value % slot_count) * SLOT_SIZE
-            diff = (timestamp - begin_ts) // 1000
-            if diff < last_diff:
-                diff = last_diff
-            elif diff > INT32_MAX:
-                diff = INT32_MAX
-            used += 1
-            entry_pack(mm, entry_base + used * ENTRY_SIZE, hash_value, offset, diff, slot_unpack(mm, slot_position)[0])
-            slot_pack(mm, slot_position, used)
-            last_diff = diff
-            if timestamp > end_ts:
-                end_ts = timestamp
-        self.entries_used, self.last_diff, self.end_ts, self.end_offset = used, last_diff, end_ts, offset
-        if used >= self.advise_at:
-            self.release_written()
+    @contextlib.contextmanager
+    def _slot_table(self) -> Iterator[_Slots]:
+        """The slot table as a sequence of ints: on a little-endian host a native view of the mapping (an item
+        read and an item write instead of two struct calls per key), released on exit, as an exported mmap
+        cannot be closed; elsewhere struct calls behind the same interface."""
+        if not _NATIVE_SLOTS:
+            yield _PackedSlots(self.mm)
+            return
+        with memoryview(self.mm) as whole, whole[HEADER_SIZE : self.entry_base].cast("i") as slots:
+            yield slots
 
     def first_index_at_or_above(self, physical_offset: int) -> int:
         """The lowest entry index whose offset is >= ``physical_offset`` (entries_used + 1 if none)."""

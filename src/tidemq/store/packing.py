@@ -107,15 +107,7 @@ def pack_batch(
             len(props).to_bytes(2, "big"),
             props,
         )
-        tags = keys = uniq = None  # dispatch_properties, inlined
-        for pair in props.split(b"\x02"):
-            key, _, value = pair.partition(b"\x01")
-            if key == b"TAGS":
-                tags = value or None
-            elif key == b"KEYS":
-                keys = value or None
-            elif key == b"UNIQ_KEY":
-                uniq = value or None
+        tags, keys, uniq = dispatch_properties(props)
         if tag_code_override is not None:
             tag_code = tag_code_override
         elif is_schedule:

@@ -435,3 +435,19 @@ def test_a_second_writer_waits_for_the_first_then_is_refused(tmp_path: Path, mon
             second.open()
     with IndexService(tmp_path, max_hash_slots=4, max_entries=64) as third:  # released by close
         assert query_all(third, "k") == [1]
+
+
+def test_the_struct_slot_path_writes_the_same_files_as_the_native_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big-endian hosts read the little-endian slot table through struct calls: same bytes on disk."""
+    items = [(f"k{i % 13}", i * 10, T0 + i * 300) for i in range(200)]
+    contents = []
+    for native, name in ((True, "native"), (False, "packed")):
+        monkeypatch.setattr(index_module, "_NATIVE_SLOTS", native)
+        with IndexService(tmp_path / name, max_hash_slots=16, max_entries=512) as index:
+            index.put_many(items)
+            assert query_all(index, "k3")[:2] == [1980, 1850]
+            paths = index.file_paths
+        contents.append([path.read_bytes() for path in paths])
+    assert contents[0] == contents[1]
