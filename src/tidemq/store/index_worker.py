@@ -110,11 +110,12 @@ class Channel:
         previous = self._socket.gettimeout()
         self._socket.settimeout(timeout_s)
         try:
-            return len(self._socket.recv(1, socket.MSG_PEEK)) >= 0
+            self._socket.recv(1, socket.MSG_PEEK)  # data or end of file: either way recv() will not block
         except TimeoutError:
             return False
         finally:
             self._socket.settimeout(previous)
+        return True
 
     def set_timeout(self, timeout_s: float | None) -> None:
         """Sends and receives raise TimeoutError after ``timeout_s`` (None: block)."""

@@ -125,12 +125,9 @@ class MessageStore(StoreReads):
             self.commit_log.load()
             self._load_consume_queues()
             self.index.open()
-            try:
-                self.recovery_report = recover(self)
-            except BaseException:
-                self.index.close()  # ends the index worker, if any
-                raise
+            self.recovery_report = recover(self)
         except BaseException:
+            self.index.close()  # ends the index worker, if one started (a no-op on an index never opened)
             self._unlock_root()
             raise
         (root / ABORT_FILE).touch()
