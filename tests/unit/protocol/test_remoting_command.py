@@ -208,6 +208,37 @@ def test_json_header_coerces_what_fastjson_coerces() -> None:
 
 
 @pytest.mark.parametrize(
+    ("header", "ext", "remark"),
+    [
+        # orjson refuses these or reads them differently; the header must mean what the stdlib (and fastjson) say.
+        (
+            b'{"code":1,"extFields":{"queueId":123456789012345678901234567890}}',
+            {"queueId": "123456789012345678901234567890"},
+            None,
+        ),
+        (b'{"code":1,"remark":"tab\there","extFields":{"k":"line\nbreak"}}', {"k": "line\nbreak"}, "tab\there"),
+        (b'{"code":1,"extFields":{"nan":NaN}}', {"nan": "nan"}, None),
+        (b'{"code":1,"remark":"\\ud800 lone"}', {}, "\ud800 lone"),
+        (b'{"code":1,"extFields":{"k":"v"},"remark":"\xe6\x97\xa5"}', {"k": "v"}, "\u65e5"),
+    ],
+)
+def test_json_headers_orjson_refuses_decode_as_the_stdlib_does(header: bytes, ext: dict[str, str], remark: str) -> None:
+    cmd = decode_frame(json_frame(header))
+    assert cmd.ext_fields == ext
+    assert cmd.remark == remark
+
+
+def test_json_headers_orjson_cannot_write_are_written_by_the_stdlib() -> None:
+    class Name(str):
+        pass
+
+    big = RemotingCommand(code=1, opaque=5, ext_fields={Name("k"): "v"}, remark="r")
+    assert json.loads(encode(big)[0][8:])["extFields"] == {"k": "v"}
+    huge_version = RemotingCommand(code=1, version=2**70)
+    assert json.loads(encode(huge_version)[0][8:])["version"] == 2**70
+
+
+@pytest.mark.parametrize(
     ("header", "message"),
     [
         (b"not json", "bad JSON command header"),

