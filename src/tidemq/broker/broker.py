@@ -25,6 +25,7 @@ from tidemq.broker.timer import TimerService
 from tidemq.broker.topics import PERM_READ, PERM_WRITE, TopicConfigManager
 from tidemq.broker.transactions import Checker, CheckRequest, TransactionService, TransactionSettings
 from tidemq.store.message_store import MessageStore
+from tidemq.store.tag_codes import SCHEDULE_TOPIC, TIMER_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,13 @@ class Broker:
             cluster_topic=config.cluster_topic_enable,
             broker_topic=config.broker_topic_enable,
         )
-        self.store.arrival_listeners.append(self.holds.notify_arrival)
         self.durable.attach()
         self.schedule = ScheduleService(self.store, config.store_path_root_dir / "config")
         self.schedule.load()
-        self.store.arrival_listeners.append(self.schedule.on_arrival)
-        self.schedule.start()
         self.timer = TimerService(self.store, config.store_path_root_dir / "config")
         self.timer.load()
-        self.store.arrival_listeners.append(self.timer.on_arrival)
+        self.store.arrival_listeners.append(self._on_arrival)
+        self.schedule.start()
         self.timer.start()
         self.transactions = TransactionService(
             self.store,
@@ -113,6 +112,15 @@ class Broker:
         )
         self._tasks.append(asyncio.create_task(self._every(10.0, self._scan_clients)))
         self.is_running = True
+
+    def _on_arrival(self, topic: str, queue_id: int, max_offset: int) -> None:
+        """The store's one arrival listener: held pulls, and the schedule and timer services for their own
+        topics. One call per stored message rather than three: every single send pays for each."""
+        self.holds.notify_arrival(topic, queue_id, max_offset)
+        if topic == SCHEDULE_TOPIC and self.schedule is not None:
+            self.schedule.on_arrival(topic, queue_id, max_offset)
+        elif topic == TIMER_TOPIC and self.timer is not None:
+            self.timer.on_arrival(topic, queue_id, max_offset)
 
     def _check_transaction(self, request: CheckRequest) -> bool:
         return self.transaction_checker is not None and self.transaction_checker(request)

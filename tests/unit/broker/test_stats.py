@@ -76,3 +76,22 @@ def test_broker_stats_puts_pulls_and_positions() -> None:
     stats.record_pull("G", "U", 0, next_offset=9, count=1)
     stats.forget_group("G")
     assert stats.pull_offset("G", "U", 0) == -1
+
+
+def test_broker_stats_puts_count_in_the_second_they_happened() -> None:
+    # record_put defers its counter updates to the next second or the next read: both must see every put.
+    clock = Clock(7000.2)
+    stats = BrokerStats(clock=clock)
+    stats.record_put("T", 5)
+    assert stats.puts.now == 5  # read in the same second
+    stats.record_put("T", 2)  # same second, after a read
+    clock.now += 1.0
+    stats.record_put("U", 4)  # a new second: the previous one is folded into its own bucket
+    clock.now += 0.5
+    assert stats.puts.now == 11
+    assert stats.put_tps()[0] == pytest.approx(11 / 10)
+    assert stats.topic_put_tps("T") == pytest.approx(7 / 60)
+    assert stats.topic_put_tps("U") == pytest.approx(4 / 60)
+    clock.now += 59.0  # T's second leaves the one-minute window; U's, a second later, is still in it
+    assert stats.topic_put_tps("T") == 0.0
+    assert stats.topic_put_tps("U") == pytest.approx(4 / 60)
