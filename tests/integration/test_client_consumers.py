@@ -8,6 +8,7 @@ topic, which the broker holds for delay level 3 (10 s).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections import defaultdict
@@ -710,3 +711,69 @@ async def test_a_backlog_for_a_sync_listener_is_consumed_in_shares_with_failures
     for queue_id in range(4):
         committed = await asyncio.to_thread(committed_offset, server.broker_addr, group, topic, queue_id)
         assert committed == 100
+
+
+async def test_a_quick_sync_listener_gets_batches_whole_and_a_blocking_one_gets_shares(server: ServerProcess) -> None:
+    # Quick listeners: sharing a batch among idle workers only multiplies thread-pool hops (the GIL runs one at a
+    # time). Blocking ones: the shares are what lets consume_concurrency calls wait at once.
+    topic = "PushShares"
+    async with Producer("PG_shares", server.namesrv_addr) as producer:
+        for i in range(128):
+            await producer.send(topic, f"q{i}", queue_id=0)
+
+    threads_by_offset: dict[int, int] = {}
+
+    def quick(message: ReceivedMessage) -> None:
+        threads_by_offset[message.queue_offset] = threading.get_ident()
+
+    consumer = PushConsumer(
+        "CG_quick_shares",
+        server.namesrv_addr,
+        consume_from_where=ConsumeFromWhere.FIRST_OFFSET,
+        consume_concurrency=8,
+        pull_batch_size=16,
+        timings=FAST,
+    )
+    consumer.subscribe(topic, "*", quick)
+    async with consumer:
+        await wait_for(lambda: len(threads_by_offset) == 128, "the quick listener got all 128")
+    in_order = [threads_by_offset[offset] for offset in sorted(threads_by_offset)]
+    runs = 1 + sum(1 for a, b in itertools.pairwise(in_order) if a != b)
+    # Shared out, each batch of 16 would be spread over the 8 workers' threads (~64 runs in all); whole, a batch
+    # stays on one thread (8 runs), the first batch or two excepted (shared before the listener was timed).
+    assert runs <= 24, f"{runs} runs of one thread: the quick listener's batches were shared out"
+
+    # A blocking listener, timed as slow on a first few messages; then 64 arrive at once (one batch send, one
+    # pull) while every worker is idle: they must be shared out, so that consume_concurrency calls wait at once.
+    blocking_topic = "PushSharesBlocking"
+    running = peak = 0
+    lock = threading.Lock()
+    done: list[int] = []
+
+    def blocking(message: ReceivedMessage) -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+            done.append(message.queue_offset)
+
+    consumer = PushConsumer(
+        "CG_blocking_shares",
+        server.namesrv_addr,
+        consume_from_where=ConsumeFromWhere.FIRST_OFFSET,
+        consume_concurrency=4,
+        pull_batch_size=64,
+        timings=FAST,
+    )
+    consumer.subscribe(blocking_topic, "*", blocking)
+    async with Producer("PG_shares_blocking", server.namesrv_addr) as producer, consumer:
+        for i in range(4):
+            await producer.send(blocking_topic, f"w{i}", queue_id=0)
+            await wait_for(lambda n=i + 1: len(done) == n, "a warm-up message consumed")
+        peak = 0
+        await producer.send_batch(blocking_topic, [f"b{i}".encode() for i in range(64)], queue_id=0)
+        await wait_for(lambda: len(done) == 68, "the batch of 64 consumed", 30)
+    assert peak == 4, f"the batch of 64 ran {peak} call(s) at a time, not consume_concurrency = 4"
