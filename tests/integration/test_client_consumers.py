@@ -716,7 +716,7 @@ async def test_a_backlog_for_a_sync_listener_is_consumed_in_shares_with_failures
 async def test_a_quick_sync_listener_gets_batches_whole_and_a_blocking_one_gets_shares(server: ServerProcess) -> None:
     # Quick listeners: sharing a batch among idle workers only multiplies thread-pool hops (the GIL runs one at a
     # time). Blocking ones: the shares are what lets consume_concurrency calls wait at once.
-    topic = "PushShares"
+    topic = "PushWholeBatches"
     async with Producer("PG_shares", server.namesrv_addr) as producer:
         for i in range(128):
             await producer.send(topic, f"q{i}", queue_id=0)

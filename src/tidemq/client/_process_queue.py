@@ -33,7 +33,6 @@ class ProcessQueue:
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
         self._messages: dict[int, ReceivedMessage] = {}
-        self._last_added = -1
         self.max_offset_seen = -1
         """The highest queue offset ever added, -1 before the first."""
         self.pulled_up_to = -1
@@ -57,22 +56,35 @@ class ProcessQueue:
         return time.monotonic() - self.last_lock_s > LOCK_MAX_LIVE_S
 
     def add(self, messages: Iterable[ReceivedMessage]) -> None:
-        """Hold newly pulled messages."""
+        """Hold newly pulled messages, keeping them in offset order (the first held is the lowest)."""
+        batch = list(messages)
+        offsets = [message.queue_offset for message in batch]
         held = self._messages
-        for message in messages:
-            offset = message.queue_offset
-            if offset <= self._last_added and held:
-                # Out of order (an offset moved back): keep the dict sorted so the first key stays the lowest.
-                held[offset] = message
-                self._messages = held = dict(sorted(held.items()))
-            else:
-                held[offset] = message
-            self._last_added = offset
-            self.max_offset_seen = max(self.max_offset_seen, offset)
+        if offsets and (not held or offsets[0] > next(reversed(held))) and offsets == sorted(offsets):
+            # A pull's messages, after everything held and in order (always, from a broker): in bulk, in C.
+            held.update(zip(offsets, batch, strict=True))
+            self.max_offset_seen = max(self.max_offset_seen, offsets[-1])
+        else:
+            self._add_one_by_one(batch)
+        held = self._messages  # after _add_one_by_one, which may replace the dict
         if len(held) >= self.limit:
             self._room.clear()
         if held:
             self._arrived.set()
+
+    def _add_one_by_one(self, messages: list[ReceivedMessage]) -> None:
+        for message in messages:
+            offset = message.queue_offset
+            held = self._messages
+            if held and offset < next(reversed(held)) and offset not in held:
+                # Below the highest held (an offset moved back): re-sort, so the first key stays the lowest. This
+                # compared with the last offset added before, and a second message below the highest held went
+                # to the end: the offset committed could then pass a message not yet consumed.
+                held[offset] = message
+                self._messages = dict(sorted(held.items()))
+            else:
+                held[offset] = message
+            self.max_offset_seen = max(self.max_offset_seen, offset)
 
     def remove(self, message: ReceivedMessage) -> int:
         """Forget a consumed message; return the offset to commit: the lowest still held, else one past the last.
@@ -115,7 +127,6 @@ class ProcessQueue:
     def clear(self) -> None:
         """Forget every held message (a seek, an offset reset)."""
         self._messages.clear()
-        self._last_added = -1
         self.max_offset_seen = self.pulled_up_to = -1
         self._room.set()
         self._arrived.clear()

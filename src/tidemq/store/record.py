@@ -202,16 +202,17 @@ def encode_record(
     return bytes(out)
 
 
-_HOST_TEXT: dict[bytes, str] = {}
+HOST_TEXT: dict[bytes, str] = {}
+"""Dotted text of the 4-byte addresses seen so far (at most 4096), for :func:`host_of` and the client's decoder."""
 
 
 def host_of(address: bytes, port: int) -> tuple[str, int]:
     """Dotted text of a 4-byte address (cached: a consumer decodes the same few hosts millions of times)."""
-    text = _HOST_TEXT.get(address)
+    text = HOST_TEXT.get(address)
     if text is None:
         text = socket.inet_ntoa(address)
-        if len(_HOST_TEXT) < 4096:
-            _HOST_TEXT[address] = text
+        if len(HOST_TEXT) < 4096:
+            HOST_TEXT[address] = text
     return (text, port)
 
 

@@ -60,6 +60,24 @@ async def test_process_queue_flow_control_and_order() -> None:
     assert first.queue_offset == 0
 
 
+async def test_process_queue_bulk_and_one_by_one_adds_agree() -> None:
+    # Pulled batches in order go in in bulk; anything else one by one, re-sorting: both keep the lowest first.
+    pq = ProcessQueue(limit=100)
+    pq.add([message(i) for i in (10, 11, 12)])
+    pq.add([message(i) for i in (20, 14, 13)])  # not in order: one by one
+    first = pq.first()
+    assert first is not None
+    assert first.queue_offset == 10
+    pq.add([message(i) for i in (21, 22)])  # after everything held: in bulk
+    pq.add([message(i) for i in (5, 6)])  # before everything held
+    assert [m.queue_offset for m in pq._messages.values()] == [5, 6, 10, 11, 12, 13, 14, 20, 21, 22]
+    assert pq.max_offset_seen == 22
+    assert pq.remove_many([message(i) for i in (5, 6, 10, 11, 12, 13, 14, 20, 21)]) == 22
+    assert pq.remove(message(22)) == 23
+    pq.add([])
+    assert pq.count == 0
+
+
 def test_offset_file_round_trip_and_damage(tmp_path: Path) -> None:
     path = tmp_path / "offsets" / "G.json"
     offsets = {MessageQueue("T", "broker-a", 0): 5, MessageQueue("T", "broker-a", 1): 7}
