@@ -29,7 +29,9 @@ How it works (the shared parts are in ``_consumer_base``: rebalance, start offse
   shutdown.
 * Offsets: the lowest offset not yet consumed per queue, committed with pulls, every 5 s, when a queue is
   dropped and at shutdown.
-* Sync listeners run in a thread pool of ``consume_concurrency`` threads, async ones on the loop.
+* Sync listeners run in a thread pool of ``consume_concurrency`` threads, async ones on the loop. A pulled batch
+  is shared among the idle workers, so that blocking listeners wait ``consume_concurrency`` at a time; a sync
+  listener timed as quick (:data:`QUICK_LISTENER_S`) gets it whole, one trip to the pool for the batch.
 
 State: the held queues (``_states``), the work queue and the in-flight count, on the event loop thread; the
 runner's TaskGroup owns every task (loops, pulls, workers, local retries).
