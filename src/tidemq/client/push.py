@@ -179,8 +179,9 @@ class PushConsumer(ConsumerCore):
         self._work: asyncio.Queue[tuple[_QueueState, list[ReceivedMessage]]] = asyncio.Queue()
         """Pulled messages to consume: one item per pull (or per share of one, see :meth:`_take_share`)."""
         self._waiting_workers = 0
-        self._sync_listener_s: float | None = None
-        """Running average of a sync listener's time per message; None until the first batch is timed."""
+        self._sync_listener_s: dict[int, float] = {}
+        """Running average of each sync listener's time per message, by ``id`` of the listener (a listener need
+        not be hashable); a listener not timed yet has no entry."""
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -522,8 +523,9 @@ class PushConsumer(ConsumerCore):
     def _is_quick_sync_listener(self, topic: str) -> bool:
         """Whether ``topic`` goes to a sync listener measured quick (see :data:`QUICK_LISTENER_S`). A listener
         that blocks (I/O, sleeps) keeps getting even shares, so ``consume_concurrency`` of its calls run at once."""
-        spent = self._sync_listener_s
-        return spent is not None and spent < QUICK_LISTENER_S and not self._listener_for(topic)[1]
+        listener, is_async = self._listener_for(topic)
+        spent = self._sync_listener_s.get(id(listener))
+        return spent is not None and spent < QUICK_LISTENER_S and not is_async
 
     async def _consume_one(self, state: _QueueState, message: ReceivedMessage) -> None:
         result = await self._invoke(message)
@@ -548,8 +550,8 @@ class PushConsumer(ConsumerCore):
 
         answers, spent = await asyncio.get_running_loop().run_in_executor(self._executor, run_all)
         per_message = spent / len(messages)
-        average = self._sync_listener_s
-        self._sync_listener_s = per_message if average is None else 0.8 * average + 0.2 * per_message
+        average = self._sync_listener_s.get(id(listener))
+        self._sync_listener_s[id(listener)] = per_message if average is None else 0.8 * average + 0.2 * per_message
         consumed: list[ReceivedMessage] = []
         success = ConsumeResult.CONSUME_SUCCESS
         for message, (answer, exc) in zip(messages, answers, strict=True):
