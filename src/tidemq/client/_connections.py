@@ -42,8 +42,6 @@ DEFAULT_CONNECT_TIMEOUT_S: Final = 3.0
 """Java's ``connectTimeoutMillis`` default (3 s)."""
 CLOSE_WAIT_S: Final = 2.0
 """How long :meth:`ConnectionPool.close` waits for each socket to finish closing."""
-CORK_LIMIT_BYTES: Final = 256 << 10
-"""Frames corked beyond this are written at once: a coroutine that never yields cannot buffer without bound."""
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -61,8 +59,8 @@ def split_addr(addr: str) -> tuple[str, int]:
 class ClientChannel(RemotingChannel):
     """A :class:`~tidemq.transport.RemotingChannel` with corked writes and a writable event.
 
-    Frames sent during one pass of the event loop leave in one ``writelines`` call, scheduled with
-    ``call_soon`` when the first frame is corked (or at once past :data:`CORK_LIMIT_BYTES`). Order is kept.
+    Frames are corked as on every channel (see :meth:`RemotingChannel.send`): they leave together at the end of
+    the loop pass, or at once past the transport's limits. Order is kept.
     The writable event follows the transport's ``pause_writing``/``resume_writing`` (its high-water marks).
     """
 
