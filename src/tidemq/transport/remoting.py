@@ -34,12 +34,13 @@ RequestHandler = Callable[["RemotingChannel", RemotingCommand], HandlerResult]
 """Called on the loop for every request a peer sends."""
 
 _opaque_counter: Final = itertools.count(1)
-CORK_LIMIT_BYTES: Final = 8 * 1024
+CORK_LIMIT_BYTES: Final = 16 * 1024
 """Queued output past this is written at once rather than at the end of the loop pass. Past a few KiB one more
 frame saves no syscall worth having, and holding big frames back makes the peer wait: with 256 KiB, a broker
 answered a push consumer's 8 pulls (~10 KiB each) all at once, the consumer decoded them while the broker idled,
-and each side sat idle a quarter of the time (pull round trips of 1 ms). At 8 KiB each answer leaves at once:
-drain 117k -> 141k msgs/s. Small frames (sync send answers, ~300 B) still leave ~27 to a write."""
+and each side sat idle a quarter of the time (pull round trips of 1 ms). At 16 KiB answers leave in pairs: drain
+117k -> 140k msgs/s. Small frames are still held to :data:`CORK_LIMIT_COMMANDS`: 32 sync sends (~480 B each) or
+their answers fit; at 8 KiB the Python client's sends left 17 to a write, and sync sends lost ~5%."""
 CORK_LIMIT_COMMANDS: Final = 32
 """Queued commands past this are written at once. Corking a whole loop pass made two busy peers take turns: the
 client queued 64 sends while the broker idled, then the broker answered 64 while the client idled. Writing every
