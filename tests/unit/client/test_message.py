@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import re
 import struct
 import time
@@ -11,6 +13,7 @@ import pytest
 
 from tidemq.client._message import (
     Message,
+    ReceivedMessage,
     UniqKeyGenerator,
     count_records,
     decode_messages,
@@ -155,3 +158,53 @@ def test_pull_body_counting_and_decoding() -> None:
     assert second.msg_id == second.offset_msg_id, "no UNIQ_KEY: the offset id"
     with pytest.raises(ValueError):
         count_records(raw[:-1])
+
+
+def test_pulled_messages_parse_their_properties_when_first_read_and_behave_as_received_messages() -> None:
+    first, _ = decode_messages(_records())
+    eager = ReceivedMessage(
+        first.topic,
+        first.body,
+        first.queue_id,
+        first.queue_offset,
+        first.commitlog_offset,
+        {"UNIQ_KEY": "ABC", "TAGS": "TagA", "KEYS": "a b"},
+        first.born_timestamp,
+        first.store_timestamp,
+        first.born_host,
+        first.store_host,
+        first.reconsume_times,
+        first.sys_flag,
+        first.flag,
+        first.store_size,
+        first.broker_name,
+    )
+    assert isinstance(first, ReceivedMessage)
+    assert first == eager, "equal to a ReceivedMessage with the same fields, both ways"
+    assert eager == first
+    assert first != dataclasses.replace(eager, body=b"other")
+    assert repr(first) == repr(eager)
+    copy = dataclasses.replace(first, reconsume_times=3)
+    assert (copy.reconsume_times, copy.properties, copy.body) == (3, eager.properties, first.body)
+    assert dataclasses.asdict(first) == dataclasses.asdict(eager)
+    again = pickle.loads(pickle.dumps(decode_messages(_records())[0]))  # unparsed when pickled
+    assert again == eager
+    first.properties = {"k": "v"}  # a listener may replace the dict, as on any ReceivedMessage
+    assert first.properties == {"k": "v"}
+
+
+def test_pulled_messages_parse_properties_once_and_only_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    parse = rec.parse_properties
+
+    def counting(text: str) -> dict[str, str]:
+        calls.append(text)
+        return parse(text)
+
+    monkeypatch.setattr(rec, "parse_properties", counting)
+    first, second = decode_messages(_records())
+    assert (first.body, second.queue_offset) == (b"plain", 6)
+    assert calls == [], "decoding a pull body parses no properties"
+    assert first.msg_id == "ABC"
+    assert first.tags == "TagA"
+    assert len(calls) == 1, "parsed once, on first read"
