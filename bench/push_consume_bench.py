@@ -1,10 +1,11 @@
 """How fast tidemq's own PushConsumer drains a backlog (issue 4: ≥ 200,000 msgs/s from a backlog).
 
 ``tidemq bench consume`` drains with the lower-level PullClient; this measures the SDK's ``PushConsumer`` itself,
-listener calls included (a no-op listener that counts), against a ``tidemq dev`` started here on free loopback
-ports. The backlog is filled with batched sends (``tidemq bench produce --batch 32``) first; each drain uses a new
-consumer group from the first offset. The Java push consumer's figure on the same broker is scenario 4 of
-``make bench`` (docs/benchmarks.md).
+listener calls included (a listener that counts; with ``--read-properties`` it also reads each msg_id, which
+parses the message's properties), against a ``tidemq dev`` started here on free loopback ports. The backlog is
+filled with batched sends (``tidemq bench produce --batch 32``) first; each drain uses a new consumer group from
+the first offset. The Java push consumer's figure on the same broker is scenario 4 of ``make bench``
+(docs/benchmarks.md).
 
 Run: ``.venv/bin/python bench/push_consume_bench.py [--messages 1000000] [--runs 3]``; prints one JSON line per
 run and a summary with the median.
@@ -38,7 +39,9 @@ from tidemq.client import ConsumeFromWhere, ConsumeResult, PushConsumer, Receive
 TOPIC = "PushDrain"
 
 
-async def drain(namesrv: str, group: str, expected: int, concurrency: int, batch: int) -> dict[str, float]:
+async def drain(
+    namesrv: str, group: str, expected: int, concurrency: int, batch: int, read_properties: bool = False
+) -> dict[str, float]:
     """Consume ``expected`` messages with a new group; rate = messages ÷ (last arrival - first arrival)."""
     received = 0
     first = last = 0.0
@@ -46,6 +49,8 @@ async def drain(namesrv: str, group: str, expected: int, concurrency: int, batch
 
     def on_message(message: ReceivedMessage) -> ConsumeResult:
         nonlocal received, first, last
+        if read_properties:
+            message.msg_id  # noqa: B018  # reads the properties: UNIQ_KEY
         now = time.monotonic()
         if not received:
             first = now
@@ -81,6 +86,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--pull-batch", type=int, default=32)
+    parser.add_argument(
+        "--read-properties", action="store_true", help="the listener reads each message's msg_id (its properties)"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the first drain; print the top functions")
     parser.add_argument(
         "--loop",
@@ -122,7 +130,9 @@ def main() -> int:
         filled = int(json.loads(report.read_text())["count"])
         results = []
         for run in range(args.runs):
-            coroutine = drain(namesrv, f"PushDrain_{run}", filled, args.concurrency, args.pull_batch)
+            coroutine = drain(
+                namesrv, f"PushDrain_{run}", filled, args.concurrency, args.pull_batch, args.read_properties
+            )
             run_loop = uvloop.run if args.loop == "uvloop" else asyncio.run
             if args.profile and run == 0:
                 profile = cProfile.Profile(time.process_time)
@@ -141,6 +151,7 @@ def main() -> int:
             "max": max(rates),
             "median_client_cpu_us_per_msg": statistics.median(cpu),
             "loop": args.loop,
+            "read_properties": args.read_properties,
             "cpus": os.cpu_count(),
             "load_average": os.getloadavg(),
         }
