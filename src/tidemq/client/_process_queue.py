@@ -77,9 +77,8 @@ class ProcessQueue:
             offset = message.queue_offset
             held = self._messages
             if held and offset < next(reversed(held)) and offset not in held:
-                # Below the highest held (an offset moved back): re-sort, so the first key stays the lowest. This
-                # compared with the last offset added before, and a second message below the highest held went
-                # to the end: the offset committed could then pass a message not yet consumed.
+                # Below the highest held (an offset moved back): re-sort, so the first key stays the lowest and
+                # the offset committed never passes a message not yet consumed.
                 held[offset] = message
                 self._messages = dict(sorted(held.items()))
             else:
