@@ -85,6 +85,8 @@ class RemoteOffsetStore(_MemoryTable):
         self._api = api
         # One persist at a time: a periodic save still in flight when close() saves again could otherwise reach
         # a broker that handles updates on several threads (Apache) after the final one, with older offsets.
+        # A cancelled save (close() cancels the periodic one) keeps the lock until its replies are in: its
+        # requests are already on the wire, and a broker answers an update only once it has applied it.
         self._persisting = asyncio.Lock()
 
     async def read_stored(self, queue: MessageQueue) -> int | None:
@@ -99,9 +101,14 @@ class RemoteOffsetStore(_MemoryTable):
             targets = [(queue, self.offsets[queue]) for queue in queues if queue in self.offsets]
             if not targets:
                 return
-            results = await asyncio.gather(
+            sending = asyncio.gather(
                 *(self._api.update_offset(queue, offset) for queue, offset in targets), return_exceptions=True
             )
+            try:
+                results = await asyncio.shield(sending)
+            except asyncio.CancelledError:
+                await asyncio.wait([sending])  # the replies (or the calls' own timeouts), then the cancellation
+                raise
         failures = [(queue, result) for (queue, _), result in zip(targets, results, strict=True) if result is not None]
         for _, result in failures:
             if not isinstance(result, ClientError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from tidemq.client import MessageQueue, ReceivedMessage, SubscriptionError
 from tidemq.client._consumer_api import restore_retry_topic
 from tidemq.client._consumer_base import make_subscription
-from tidemq.client._offset_store import LocalFileOffsetStore, read_offset_file, write_offset_file
+from tidemq.client._offset_store import LocalFileOffsetStore, RemoteOffsetStore, read_offset_file, write_offset_file
 from tidemq.client._process_queue import ProcessQueue
 
 
@@ -108,6 +109,44 @@ async def test_local_store_writes_only_changes(tmp_path: Path) -> None:
     assert not path.exists(), "unchanged offsets are not written again"
     again = LocalFileOffsetStore(path, "G")
     assert await again.read_stored(queue) is None
+
+
+class _HeldUpdates:
+    """Stands in for the broker calls: records each UPDATE_CONSUMER_OFFSET and answers only when released."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int]] = []
+        self.answer = asyncio.Event()
+
+    async def update_offset(self, queue: MessageQueue, offset: int) -> None:
+        self.sent.append((queue.queue_id, offset))
+        await self.answer.wait()
+
+
+async def test_a_cancelled_persist_finishes_before_the_next_one_sends() -> None:
+    # close() cancels a periodic persist that may be on the wire, then persists again. Apache applies updates on
+    # several threads, so the final one must not leave before the cancelled one's replies: else an older offset
+    # can land last (seen in CI: a consumed queue left at offset 0).
+    api = _HeldUpdates()
+    store = RemoteOffsetStore(api)  # type: ignore[arg-type]
+    queue = MessageQueue("T", "broker-a", 1)
+    store.update(queue, 0)
+    periodic = asyncio.create_task(store.persist([queue]))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert api.sent == [(1, 0)]
+    store.update(queue, 2)
+    periodic.cancel()
+    final = asyncio.create_task(store.persist([queue]))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert api.sent == [(1, 0)], "the final persist waits for the cancelled one's replies"
+    assert not periodic.done(), "the cancelled persist holds on until its replies are in"
+    api.answer.set()
+    with pytest.raises(asyncio.CancelledError):
+        await periodic
+    await final
+    assert api.sent == [(1, 0), (1, 2)]
 
 
 def test_subscriptions_and_heartbeat_entries() -> None:
