@@ -1,14 +1,14 @@
 """How fast tidemq's own PushConsumer drains a backlog (issue 4: ≥ 200,000 msgs/s from a backlog).
 
 ``tidemq bench consume`` drains with the lower-level PullClient; this measures the SDK's ``PushConsumer`` itself,
-listener calls included (a listener that counts; with ``--read-properties`` it also reads each msg_id, which
-parses the message's properties), against a ``tidemq dev`` started here on free loopback ports. The backlog is
-filled with batched sends (``tidemq bench produce --batch 32``) first; each drain uses a new consumer group from
-the first offset. The Java push consumer's figure on the same broker is scenario 4 of ``make bench``
-(docs/benchmarks.md).
+listener calls included: a listener that counts (with ``--read-properties`` it also reads each msg_id, which
+parses the message's properties; ``--listener async`` makes it a coroutine function, awaited on the loop),
+against a ``tidemq dev`` started here on free loopback ports. The backlog is filled with batched sends
+(``tidemq bench produce --batch 32``) first; each drain uses a new consumer group from the first offset. The
+Java push consumer's figure on the same broker is scenario 4 of ``make bench`` (docs/benchmarks.md).
 
-Run: ``.venv/bin/python bench/push_consume_bench.py [--messages 1000000] [--runs 3]``; prints one JSON line per
-run and a summary with the median.
+Run: ``.venv/bin/python bench/push_consume_bench.py [--messages 1000000] [--runs 3] [--listener sync|async]``;
+prints one JSON line per run and a summary with the median.
 """
 
 from __future__ import annotations
@@ -40,7 +40,13 @@ TOPIC = "PushDrain"
 
 
 async def drain(
-    namesrv: str, group: str, expected: int, concurrency: int, batch: int, read_properties: bool = False
+    namesrv: str,
+    group: str,
+    expected: int,
+    concurrency: int,
+    batch: int,
+    read_properties: bool = False,
+    coroutine_listener: bool = False,
 ) -> dict[str, float]:
     """Consume ``expected`` messages with a new group; rate = messages ÷ (last arrival - first arrival)."""
     received = 0
@@ -67,7 +73,11 @@ async def drain(
         consume_concurrency=concurrency,
         pull_batch_size=batch,
     )
-    consumer.subscribe(TOPIC, "*", on_message)
+
+    async def on_message_async(message: ReceivedMessage) -> ConsumeResult:
+        return on_message(message)
+
+    consumer.subscribe(TOPIC, "*", on_message_async if coroutine_listener else on_message)
     cpu_started, started = time.process_time(), time.monotonic()
     async with consumer:
         await asyncio.wait_for(done.wait(), timeout=600)
@@ -87,7 +97,16 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--pull-batch", type=int, default=32)
     parser.add_argument(
+        "--queues", type=int, default=8, help="queues of the backlog's topic (8, as the Java drain of make bench)"
+    )
+    parser.add_argument(
         "--read-properties", action="store_true", help="the listener reads each message's msg_id (its properties)"
+    )
+    parser.add_argument(
+        "--listener",
+        choices=("sync", "async"),
+        default="sync",
+        help="a plain function (run in the consumer's thread pool) or a coroutine function (awaited on the loop)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the first drain; print the top functions")
     parser.add_argument(
@@ -121,7 +140,7 @@ def main() -> int:
             [
                 *(sys.executable, "-m", "tidemq.cli.main", "bench", "produce", "--namesrv", namesrv, "--topic", TOPIC),
                 *("--batch", "32", "--concurrency", "16", "--size", "128", "--count", str(args.messages)),
-                *("--json", str(report), "--no-progress"),
+                *("--queues", str(args.queues), "--json", str(report), "--no-progress"),
             ],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -131,7 +150,13 @@ def main() -> int:
         results = []
         for run in range(args.runs):
             coroutine = drain(
-                namesrv, f"PushDrain_{run}", filled, args.concurrency, args.pull_batch, args.read_properties
+                namesrv,
+                f"PushDrain_{run}",
+                filled,
+                args.concurrency,
+                args.pull_batch,
+                args.read_properties,
+                args.listener == "async",
             )
             run_loop = uvloop.run if args.loop == "uvloop" else asyncio.run
             if args.profile and run == 0:
@@ -152,6 +177,8 @@ def main() -> int:
             "median_client_cpu_us_per_msg": statistics.median(cpu),
             "loop": args.loop,
             "read_properties": args.read_properties,
+            "listener": args.listener,
+            "queues": args.queues,
             "cpus": os.cpu_count(),
             "load_average": os.getloadavg(),
         }

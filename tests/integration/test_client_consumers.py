@@ -777,3 +777,37 @@ async def test_a_quick_sync_listener_gets_batches_whole_and_a_blocking_one_gets_
         await producer.send_batch(blocking_topic, [f"b{i}".encode() for i in range(64)], queue_id=0)
         await wait_for(lambda: len(done) == 68, "the batch of 64 consumed", 30)
     assert peak == 4, f"the batch of 64 ran {peak} call(s) at a time, not consume_concurrency = 4"
+
+
+async def test_an_awaiting_coroutine_listener_runs_consume_concurrency_calls_at_once(server: ServerProcess) -> None:
+    # Coroutine listeners are awaited a batch at a time by one worker when quick; one that awaits I/O must still
+    # get even shares of a batch, so that consume_concurrency of its calls wait at once.
+    awaiting_topic = "PushSharesAwaiting"
+    running = peak = 0
+    done: list[int] = []
+
+    async def awaiting(message: ReceivedMessage) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        done.append(message.queue_offset)
+
+    consumer = PushConsumer(
+        "CG_coroutine_shares",
+        server.namesrv_addr,
+        consume_from_where=ConsumeFromWhere.FIRST_OFFSET,
+        consume_concurrency=4,
+        pull_batch_size=64,
+        timings=FAST,
+    )
+    consumer.subscribe(awaiting_topic, "*", awaiting)
+    async with Producer("PG_coroutine_shares", server.namesrv_addr) as producer, consumer:
+        for i in range(4):
+            await producer.send(awaiting_topic, f"w{i}", queue_id=0)
+            await wait_for(lambda n=i + 1: len(done) == n, "a warm-up message consumed")
+        peak = 0
+        await producer.send_batch(awaiting_topic, [f"b{i}".encode() for i in range(64)], queue_id=0)
+        await wait_for(lambda: len(done) == 68, "the batch of 64 consumed", 30)
+    assert peak == 4, f"the batch of 64 ran {peak} call(s) at a time, not consume_concurrency = 4"
