@@ -52,8 +52,10 @@ async def drain(
     received = 0
     first = last = 0.0
     done = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
     def on_message(message: ReceivedMessage) -> ConsumeResult:
+        """The sync listener: runs in the consumer's threads, so it wakes the loop thread-safely."""
         nonlocal received, first, last
         if read_properties:
             message.msg_id  # noqa: B018  # reads the properties: UNIQ_KEY
@@ -62,7 +64,21 @@ async def drain(
             first = now
         received += 1
         last = now
-        if received >= expected:
+        if received == expected:
+            loop.call_soon_threadsafe(done.set)
+        return ConsumeResult.CONSUME_SUCCESS
+
+    async def on_message_async(message: ReceivedMessage) -> ConsumeResult:
+        """The same as a coroutine, awaited on the loop (its own body: a call into on_message would be timed too)."""
+        nonlocal received, first, last
+        if read_properties:
+            message.msg_id  # noqa: B018  # reads the properties: UNIQ_KEY
+        now = time.monotonic()
+        if not received:
+            first = now
+        received += 1
+        last = now
+        if received == expected:
             done.set()
         return ConsumeResult.CONSUME_SUCCESS
 
@@ -73,10 +89,6 @@ async def drain(
         consume_concurrency=concurrency,
         pull_batch_size=batch,
     )
-
-    async def on_message_async(message: ReceivedMessage) -> ConsumeResult:
-        return on_message(message)
-
     consumer.subscribe(TOPIC, "*", on_message_async if coroutine_listener else on_message)
     cpu_started, started = time.process_time(), time.monotonic()
     async with consumer:

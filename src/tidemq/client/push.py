@@ -53,7 +53,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 from tidemq.client._allocate import AllocateStrategy
 from tidemq.client._broker_calls import PROP_CONSUME_ORDERLY, PROP_THREADPOOL_CORE_SIZE, QueueInfo
@@ -99,6 +99,8 @@ class ConsumeResult(enum.Enum):
 
 Listener = Callable[[ReceivedMessage], ConsumeResult | Awaitable[ConsumeResult | None] | None]
 """Called with each message; returns a :class:`ConsumeResult` (``None`` means success) or raises (retry)."""
+CoroutineListener = Callable[[ReceivedMessage], Awaitable[object]]
+"""A listener that is a coroutine function (or an object whose ``__call__`` is one): its calls are awaited."""
 
 
 @dataclass(eq=False)
@@ -506,7 +508,7 @@ class PushConsumer(ConsumerCore):
                     continue
                 listener, is_async = self._listener_for(live[0].topic)
                 if is_async:
-                    await self._consume_async_batch(state, listener, live)
+                    await self._consume_async_batch(state, cast(CoroutineListener, listener), live)
                     continue
                 for start in range(0, len(live), MAX_MESSAGES_PER_HOP):
                     await self._consume_sync_batch(state, listener, live[start : start + MAX_MESSAGES_PER_HOP])
@@ -529,7 +531,7 @@ class PushConsumer(ConsumerCore):
         spent = self._listener_s.get(id(self._listener_for(topic)[0]))
         return spent is not None and spent < QUICK_LISTENER_S
 
-    def _time_listener(self, listener: Listener, spent_s: float, count: int) -> None:
+    def _time_listener(self, listener: object, spent_s: float, count: int) -> None:
         """Fold a batch's time per message into the listener's running average."""
         per_message = spent_s / count
         average = self._listener_s.get(id(listener))
@@ -577,7 +579,7 @@ class PushConsumer(ConsumerCore):
             self._commit_many(state, consumed)
 
     async def _consume_async_batch(
-        self, state: _QueueState, listener: Listener, messages: list[ReceivedMessage]
+        self, state: _QueueState, listener: CoroutineListener, messages: list[ReceivedMessage]
     ) -> None:
         """Await a coroutine listener on each message in turn, on the loop, then commit the consumed ones
         together: a task, a commit and three awaits per message had cost a quick listener 13 µs a message."""
@@ -586,9 +588,7 @@ class PushConsumer(ConsumerCore):
         started = time.perf_counter()
         for message in messages:
             try:
-                answer = listener(message)
-                if inspect.isawaitable(answer):
-                    answer = await answer
+                answer = await listener(message)
             except Exception as exc:  # noqa: BLE001  # the message's failure, never the consumer's; logged there
                 self._listener_failed(message, exc)
                 answer = ConsumeResult.RECONSUME_LATER
