@@ -289,21 +289,26 @@ class _PulledMessage(ReceivedMessage):
     """
 
     __slots__ = ("_properties_text",)
-    _properties_text: str
+    _properties_text: str | None
+    """The properties as stored until first read, then None (the parsed dict is in the slot). Checked rather
+    than the empty slot's AttributeError: raising and catching it cost twice the parse."""
 
     @property
     def properties(self) -> dict[str, str]:
-        try:
+        text = self._properties_text
+        if text is None:
             parsed: dict[str, str] = _PROPERTIES_SLOT.__get__(self, ReceivedMessage)
-        except AttributeError:
-            parsed = rec.parse_properties(self._properties_text)
-            _PROPERTIES_SLOT.__set__(self, parsed)
+            return parsed
+        parsed = rec.parse_properties(text)
+        _PROPERTIES_SLOT.__set__(self, parsed)
+        self._properties_text = None
         return parsed
 
     @properties.setter
     def properties(self, value: dict[str, str]) -> None:
         if value is not _UNPARSED:
             _PROPERTIES_SLOT.__set__(self, value)
+            self._properties_text = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ReceivedMessage):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy as copy_module
 import dataclasses
 import pickle
 import re
@@ -189,6 +190,10 @@ def test_pulled_messages_parse_their_properties_when_first_read_and_behave_as_re
     assert dataclasses.asdict(first) == dataclasses.asdict(eager)
     again = pickle.loads(pickle.dumps(decode_messages(_records())[0]))  # unparsed when pickled
     assert again == eager
+    assert pickle.loads(pickle.dumps(first)) == eager, "parsed when pickled"
+    fresh = decode_messages(_records())[0]
+    assert copy_module.copy(fresh).properties == eager.properties, "copied unparsed"
+    assert dataclasses.replace(decode_messages(_records())[0], flag=9).properties == eager.properties
     first.properties = {"k": "v"}  # a listener may replace the dict, as on any ReceivedMessage
     assert first.properties == {"k": "v"}
 
