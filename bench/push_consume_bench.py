@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.server_process import free_port  # noqa: E402  # the repo root is put on the path just above
 
+from bench.side_by_side.loads import ensure_built, run_java  # noqa: E402
 from tidemq.client import ConsumeFromWhere, ConsumeResult, PushConsumer, ReceivedMessage  # noqa: E402
 
 TOPIC = "PushDrain"
@@ -102,6 +104,10 @@ async def drain(
     }
 
 
+def _java_figures(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: result.get(key) for key in ("msgs_per_s", "received", "duplicates", "seconds")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -120,6 +126,12 @@ def main() -> int:
         default="sync",
         help="a plain function (run in the consumer's thread pool) or a coroutine function (awaited on the loop)",
     )
+    parser.add_argument(
+        "--java",
+        action="store_true",
+        help="after tidemq's drains, drain the same backlog as often with the official Java push consumer "
+        "(bench/java, DefaultMQPushConsumer with its defaults) for its figure on the same broker in the same run",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the first drain; print the top functions")
     parser.add_argument(
         "--loop",
@@ -128,6 +140,8 @@ def main() -> int:
         help="the consumer's event loop (tidemq's own tools use uvloop)",
     )
     args = parser.parse_args()
+    if args.java:
+        ensure_built()  # before the broker starts: a Maven build is no part of any figure
     work = Path(tempfile.mkdtemp(prefix="tidemq-push-bench-"))
     namesrv_port, broker_port = free_port(), free_port(with_vip=True)
     namesrv = f"127.0.0.1:{namesrv_port}"
@@ -179,6 +193,28 @@ def main() -> int:
                 result = run_loop(coroutine)
             results.append(result)
             print(json.dumps({"run": run, **result}), flush=True)
+        java_rates: list[float] = []
+        if args.java:
+            for run in range(args.runs):
+                java = run_java(
+                    "consume",
+                    [
+                        "--namesrv",
+                        namesrv,
+                        "--topic",
+                        TOPIC,
+                        "--group",
+                        f"PushDrainJava_{run}",
+                        "--expect",
+                        str(filled),
+                    ],
+                    timeout_s=900,
+                    progress="off",
+                )
+                print(json.dumps({"run": run, "load": "java", "ok": java.get("ok"), **_java_figures(java)}), flush=True)
+                if not java.get("ok") or not java.get("msgs_per_s"):
+                    raise SystemExit(f"the Java push consumer failed: {java.get('error')}")
+                java_rates.append(float(java["msgs_per_s"]))
         rates = [r["msgs_per_s"] for r in results]
         cpu = [r["client_cpu_us_per_msg"] for r in results]
         summary = {
@@ -194,6 +230,9 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "load_average": os.getloadavg(),
         }
+        if java_rates:
+            summary["java_median_msgs_per_s"] = statistics.median(java_rates)
+            summary["ratio_to_java"] = round(statistics.median(rates) / statistics.median(java_rates), 3)
         print(json.dumps(summary))
     finally:
         server.send_signal(signal.SIGINT)
