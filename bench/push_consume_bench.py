@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.server_process import free_port  # noqa: E402  # the repo root is put on the path just above
 
+from bench.side_by_side.limits import loopback  # noqa: E402
 from bench.side_by_side.loads import ensure_built, run_java  # noqa: E402
 from tidemq.client import ConsumeFromWhere, ConsumeResult, PushConsumer, ReceivedMessage  # noqa: E402
 
@@ -142,6 +143,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.java:
         ensure_built()  # before the broker starts: a Maven build is no part of any figure
+    limits = loopback() if args.java else {}  # the raw limits of this run, with the Java echo
     work = Path(tempfile.mkdtemp(prefix="tidemq-push-bench-"))
     namesrv_port, broker_port = free_port(), free_port(with_vip=True)
     namesrv = f"127.0.0.1:{namesrv_port}"
@@ -229,6 +231,7 @@ def main() -> int:
             "queues": args.queues,
             "cpus": os.cpu_count(),
             "load_average": os.getloadavg(),
+            **limits,
         }
         if java_rates:
             summary["java_median_msgs_per_s"] = statistics.median(java_rates)

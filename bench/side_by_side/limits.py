@@ -83,3 +83,16 @@ def measure(directory: Path, *, quick: bool) -> dict[str, Any]:
         "disk_write": disk_sequential_write(directory, 256 if quick else 1024),
         "fsync": fsyncs_per_second(directory, secs),
     }
+
+
+def loopback(seconds: float = 3.0) -> dict[str, Any]:
+    """The two loopback ceilings that bound a client's figures: round trips/s over 64 connections and bulk MB/s
+    (the standalone client benches report them beside their results, as ``make bench`` does)."""
+    rtt64 = run_java(
+        "echo", ["--kind", "rtt", "--threads", "64", "--size", "128", "--duration-s", str(seconds)], timeout_s=60
+    )
+    bulk = run_java("echo", ["--kind", "bulk", "--duration-s", str(seconds)], timeout_s=60)
+    return {
+        "loopback_round_trips_per_s_64": rtt64.get("round_trips_per_s"),
+        "loopback_bulk_mb_per_s": bulk.get("mb_per_s"),
+    }
