@@ -33,8 +33,8 @@ How it works (the shared parts are in ``_consumer_base``: rebalance, start offse
   is shared among the idle workers, so that blocking listeners wait ``consume_concurrency`` at a time; a
   listener timed as quick (:data:`QUICK_LISTENER_S`) gets it whole: one trip to the pool for the batch, or, for
   a coroutine, one worker awaiting it on each message in turn. A quick coroutine listener is the fastest kind:
-  handing messages to another thread and back costs a sync listener ~3 µs a message, mostly in caches, as the
-  two threads take turns on the GIL from different cores.
+  handing messages to another thread and back costs a sync listener ~3 µs a message, about half of it in
+  caches (the two threads run on different cores) and half in the GIL changing hands.
 
 State: the held queues (``_states``), the work queue and the in-flight count, on the event loop thread; the
 runner's TaskGroup owns every task (loops, pulls, workers, local retries).
