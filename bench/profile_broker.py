@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.server_process import free_port  # noqa: E402  # the repo root is put on the path just above
+from tests.server_process import free_ports  # noqa: E402  # the repo root is put on the path just above
 
 SERVER = """
 import cProfile, sys, time
@@ -43,7 +43,7 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tidemq-profile-"))
     stats_file = work / "broker.prof"
-    namesrv, broker = free_port(), free_port(with_vip=True)
+    namesrv, broker = free_ports()
     command = [
         sys.executable,
         "-c",

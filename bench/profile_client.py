@@ -23,7 +23,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.server_process import free_port  # noqa: E402  # the repo root is put on the path just above
+from tests.server_process import free_ports  # noqa: E402  # the repo root is put on the path just above
 
 from tidemq.client._loadgen import ProduceOptions, run_produce  # noqa: E402
 
@@ -35,7 +35,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tidemq-profile-client-"))
-    namesrv, broker = free_port(), free_port(with_vip=True)
+    namesrv, broker = free_ports()
     server = subprocess.Popen(
         [
             *(sys.executable, "-m", "tidemq.cli.main", "dev", "--data-dir", str(work / "data"), "--host", "127.0.0.1"),

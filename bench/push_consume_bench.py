@@ -33,7 +33,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.server_process import free_port  # noqa: E402  # the repo root is put on the path just above
+from tests.server_process import free_ports  # noqa: E402  # the repo root is put on the path just above
 
 from bench.side_by_side.limits import loopback  # noqa: E402
 from bench.side_by_side.loads import ensure_built, run_java  # noqa: E402
@@ -145,7 +145,7 @@ def main() -> int:
         ensure_built()  # before the broker starts: a Maven build is no part of any figure
     limits = loopback() if args.java else {}  # the raw limits of this run, with the Java echo
     work = Path(tempfile.mkdtemp(prefix="tidemq-push-bench-"))
-    namesrv_port, broker_port = free_port(), free_port(with_vip=True)
+    namesrv_port, broker_port = free_ports()
     namesrv = f"127.0.0.1:{namesrv_port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     server = subprocess.Popen(

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -36,13 +36,17 @@ from tidemq.protocol.remoting import (
 T = TypeVar("T")
 
 
-def free_port(*, with_vip: bool = False) -> int:
-    """A free loopback port; with ``with_vip`` also port-2 is free (the broker's VIP channel)."""
+def free_port(*, with_vip: bool = False, avoid: Collection[int] = ()) -> int:
+    """A free loopback port; with ``with_vip`` also port-2 is free (the broker's VIP channel).
+
+    ``avoid``: ports already picked but not bound yet (a name server's), which neither the port nor its port-2
+    may be: the kernel can hand a just-released port out again.
+    """
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port < 1030:
+        if port < 1030 or port in avoid or (with_vip and port - 2 in avoid):
             continue
         if not with_vip:
             return port
@@ -53,6 +57,12 @@ def free_port(*, with_vip: bool = False) -> int:
                 continue
         return port
     raise RuntimeError("no free port pair found")
+
+
+def free_ports() -> tuple[int, int]:
+    """A name server port and a broker port (with its VIP port-2 free) that do not collide."""
+    namesrv_port = free_port()
+    return namesrv_port, free_port(with_vip=True, avoid={namesrv_port})
 
 
 class ServerNotReady(RuntimeError):
@@ -145,8 +155,8 @@ def start_server(
     broker_port: int | None = None,
 ) -> ServerProcess:
     """Start ``tidemq dev`` on ``data_dir``; free ports unless ``namesrv_port``/``broker_port`` are given."""
-    namesrv_port = namesrv_port or free_port()
-    broker_port = broker_port or free_port(with_vip=True)
+    namesrv_port = namesrv_port or free_port(avoid={broker_port} if broker_port else ())
+    broker_port = broker_port or free_port(with_vip=True, avoid={namesrv_port})
     command = [
         sys.executable,
         "-m",
@@ -190,6 +200,7 @@ def start_server(
     with contextlib.suppress(Exception):
         process.kill()
         process.wait(5)
+    process.stdout.close()  # else its pipe is only closed by the garbage collector: a ResourceWarning later
     with contextlib.suppress(OSError):
         lines += [line.rstrip() for line in log_path.read_text().splitlines()[-20:]]
     raise ServerNotReady(f"tidemq dev did not become ready: {lines}; see {log_path}", lines)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.server_process import free_port, start_server
+from tests.server_process import free_ports, start_server
 
 
 def test_dev_starts_fast_prints_ready_lines_and_stops_cleanly(tmp_path: Path) -> None:
@@ -31,8 +31,9 @@ def test_a_second_dev_on_the_same_data_directory_is_refused_and_the_first_goes_o
     server = start_server(tmp_path / "data")
     try:
         command = [sys.executable, "-m", "tidemq.cli.main", "dev", "--data-dir", str(tmp_path / "data")]
-        command += ["--host", "127.0.0.1", "--namesrv-port", str(free_port())]
-        command += ["--broker-port", str(free_port(with_vip=True)), "--log-level", "WARNING"]
+        namesrv_port, broker_port = free_ports()
+        command += ["--host", "127.0.0.1", "--namesrv-port", str(namesrv_port)]
+        command += ["--broker-port", str(broker_port), "--log-level", "WARNING"]
         second = subprocess.run(
             command,
             capture_output=True,
