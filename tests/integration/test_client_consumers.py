@@ -36,6 +36,7 @@ from tidemq.client import (
     ReceivedMessage,
 )
 from tidemq.client._offset_store import read_offset_file
+from tidemq.client.push import Listener
 from tidemq.protocol.remoting import RequestCode, ResponseCode, dumps_compact, loads_lenient
 
 pytestmark = pytest.mark.timeout(60)
@@ -745,69 +746,67 @@ async def test_a_quick_sync_listener_gets_batches_whole_and_a_blocking_one_gets_
 
     # A blocking listener, timed as slow on a first few messages; then 64 arrive at once (one batch send, one
     # pull) while every worker is idle: they must be shared out, so that consume_concurrency calls wait at once.
-    blocking_topic = "PushSharesBlocking"
-    running = peak = 0
-    lock = threading.Lock()
-    done: list[int] = []
+    overlap = _Overlap()
 
     def blocking(message: ReceivedMessage) -> None:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
+        overlap.enter()
         time.sleep(0.01)
-        with lock:
-            running -= 1
-            done.append(message.queue_offset)
+        overlap.leave(message)
 
-    consumer = PushConsumer(
-        "CG_blocking_shares",
-        server.namesrv_addr,
-        consume_from_where=ConsumeFromWhere.FIRST_OFFSET,
-        consume_concurrency=4,
-        pull_batch_size=64,
-        timings=FAST,
-    )
-    consumer.subscribe(blocking_topic, "*", blocking)
-    async with Producer("PG_shares_blocking", server.namesrv_addr) as producer, consumer:
-        for i in range(4):
-            await producer.send(blocking_topic, f"w{i}", queue_id=0)
-            await wait_for(lambda n=i + 1: len(done) == n, "a warm-up message consumed")
-        peak = 0
-        await producer.send_batch(blocking_topic, [f"b{i}".encode() for i in range(64)], queue_id=0)
-        await wait_for(lambda: len(done) == 68, "the batch of 64 consumed", 30)
+    peak = await _peak_calls_on_a_batch(server, "PushSharesBlocking", blocking, overlap)
     assert peak == 4, f"the batch of 64 ran {peak} call(s) at a time, not consume_concurrency = 4"
 
 
 async def test_an_awaiting_coroutine_listener_runs_consume_concurrency_calls_at_once(server: ServerProcess) -> None:
     # Coroutine listeners are awaited a batch at a time by one worker when quick; one that awaits I/O must still
     # get even shares of a batch, so that consume_concurrency of its calls wait at once.
-    awaiting_topic = "PushSharesAwaiting"
-    running = peak = 0
-    done: list[int] = []
+    overlap = _Overlap()
 
     async def awaiting(message: ReceivedMessage) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
+        overlap.enter()
         await asyncio.sleep(0.01)
-        running -= 1
-        done.append(message.queue_offset)
+        overlap.leave(message)
 
+    peak = await _peak_calls_on_a_batch(server, "PushSharesAwaiting", awaiting, overlap)
+    assert peak == 4, f"the batch of 64 ran {peak} call(s) at a time, not consume_concurrency = 4"
+
+
+class _Overlap:
+    """How many listener calls run at once (from the listener threads or the loop), and what they consumed."""
+
+    def __init__(self) -> None:
+        self.running = self.peak = 0
+        self.done: list[int] = []
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+
+    def leave(self, message: ReceivedMessage) -> None:
+        with self._lock:
+            self.running -= 1
+            self.done.append(message.queue_offset)
+
+
+async def _peak_calls_on_a_batch(server: ServerProcess, topic: str, listener: Listener, overlap: _Overlap) -> int:
+    """Time ``listener`` as slow on 4 single messages, then send 64 at once (one pull, all 4 workers idle) and
+    return how many of its calls ran at once on them."""
     consumer = PushConsumer(
-        "CG_coroutine_shares",
+        f"CG_{topic}",
         server.namesrv_addr,
         consume_from_where=ConsumeFromWhere.FIRST_OFFSET,
         consume_concurrency=4,
         pull_batch_size=64,
         timings=FAST,
     )
-    consumer.subscribe(awaiting_topic, "*", awaiting)
-    async with Producer("PG_coroutine_shares", server.namesrv_addr) as producer, consumer:
+    consumer.subscribe(topic, "*", listener)
+    async with Producer(f"PG_{topic}", server.namesrv_addr) as producer, consumer:
         for i in range(4):
-            await producer.send(awaiting_topic, f"w{i}", queue_id=0)
-            await wait_for(lambda n=i + 1: len(done) == n, "a warm-up message consumed")
-        peak = 0
-        await producer.send_batch(awaiting_topic, [f"b{i}".encode() for i in range(64)], queue_id=0)
-        await wait_for(lambda: len(done) == 68, "the batch of 64 consumed", 30)
-    assert peak == 4, f"the batch of 64 ran {peak} call(s) at a time, not consume_concurrency = 4"
+            await producer.send(topic, f"w{i}", queue_id=0)
+            await wait_for(lambda n=i + 1: len(overlap.done) == n, "a warm-up message consumed")
+        overlap.peak = 0
+        await producer.send_batch(topic, [f"b{i}".encode() for i in range(64)], queue_id=0)
+        await wait_for(lambda: len(overlap.done) == 68, "the batch of 64 consumed", 30)
+    return overlap.peak
