@@ -16,6 +16,7 @@ State: the broker id each queue's broker suggested for its next pull; on the eve
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -61,6 +62,7 @@ _STATUS_BY_CODE: Final[dict[int, PullStatus]] = {
 }
 
 
+@functools.lru_cache(maxsize=256)  # every pull parses its subscription's expression: one each, in practice
 def parse_tag_expression(expression: str) -> frozenset[str] | None:
     """``"TagA || TagB"`` to ``{"TagA", "TagB"}``; ``None`` for ``"*"`` or an empty expression (everything)."""
     expression = expression.strip()
@@ -161,7 +163,9 @@ class ConsumerApi:
         is_sql = expression_type.upper() == EXPRESSION_SQL92
         tags = None if is_sql else parse_tag_expression(expression)
         broker_id = self._suggested.get(queue, MASTER_ID)
-        addr = await self.broker_addr(queue.broker_name, queue.topic, broker_id)
+        addr = self._routes.find_broker_addr(queue.broker_name, broker_id) or await self.broker_addr(
+            queue.broker_name, queue.topic, broker_id
+        )
         sys_flag = FLAG_SUBSCRIPTION
         if suspend_s > 0:
             sys_flag |= FLAG_SUSPEND
