@@ -88,8 +88,6 @@ class NullResponder:
 
 
 async def serve(port: int) -> None:
-    import uvloop  # noqa: F401  # the caller runs this under uvloop
-
     responder = NullResponder(port)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: RemotingChannel(responder), "127.0.0.1", port)
