@@ -574,13 +574,9 @@ class PushConsumer(ConsumerCore):
                 continue
             if exc is not None:
                 self._listener_failed(message, exc)
-                result = ConsumeResult.RECONSUME_LATER
-            else:
-                result = await self._answer(message, answer)
-            if result is success:
+                answer = ConsumeResult.RECONSUME_LATER
+            if await self._settle(state, message, answer):
                 consumed.append(message)
-            else:
-                await self._after_concurrent(state, message, result)
         if consumed:
             self._commit_many(state, consumed)
 
@@ -598,17 +594,20 @@ class PushConsumer(ConsumerCore):
             except Exception as exc:  # noqa: BLE001  # the message's failure, never the consumer's; logged there
                 self._listener_failed(message, exc)
                 answer = ConsumeResult.RECONSUME_LATER
-            if answer is None or answer is success:
+            if answer is None or answer is success or await self._settle(state, message, answer):
                 consumed.append(message)
-                continue
-            result = await self._answer(message, answer)
-            if result is success:
-                consumed.append(message)
-            else:
-                await self._after_concurrent(state, message, result)
         self._time_listener(listener, time.perf_counter() - started, len(messages))
         if consumed:
             self._commit_many(state, consumed)
+
+    async def _settle(self, state: _QueueState, message: ReceivedMessage, answer: object) -> bool:
+        """A batch listener's answer other than plain success: True when it still means consumed (committed with
+        the batch), else the message is sent back or retried here (see :meth:`_after_concurrent`)."""
+        result = await self._answer(message, answer)
+        if result is ConsumeResult.CONSUME_SUCCESS:
+            return True
+        await self._after_concurrent(state, message, result)
+        return False
 
     async def _after_concurrent(self, state: _QueueState, message: ReceivedMessage, result: ConsumeResult) -> None:
         if result is ConsumeResult.CONSUME_SUCCESS:
