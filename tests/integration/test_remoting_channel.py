@@ -1,5 +1,5 @@
-"""RemotingChannel over a real loopback socket: many requests in flight, timeouts found by the sweep, and a
-channel that keeps working after one of its requests timed out."""
+"""RemotingChannel over a real loopback socket: many requests in flight, timeouts found by the sweep, a
+channel that keeps working after one of its requests timed out, and a read that ends in a malformed frame."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tidemq.protocol.remoting import RemotingCommand
+from tidemq.protocol.remoting import RemotingCommand, RemotingConnection, encode_bytes
 from tidemq.transport.remoting import TIMEOUT_SWEEP_S, RemotingChannel, RemotingServer, connect, next_opaque
 
 SILENT = 1
@@ -64,3 +64,22 @@ async def test_a_timed_out_request_fails_on_time_and_the_channel_keeps_working()
             assert not channel.is_closed
         finally:
             channel.close()
+
+
+async def test_the_frames_before_a_malformed_one_in_the_same_read_are_answered_then_the_connection_closes() -> None:
+    async with RemotingServer(handler, host="127.0.0.1", port=0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            requests = [command(ECHO, n) for n in range(3)]
+            # One write, so the server reads the three requests and the bad length word together.
+            writer.write(b"".join(encode_bytes(request) for request in requests) + b"\xff\xff\xff\xff garbage")
+            await writer.drain()
+            received = await asyncio.wait_for(reader.read(), 5.0)  # to end of file: the server closes
+            codec = RemotingConnection()
+            codec.receive_data(received)
+            answers = list(codec.events())
+            assert sorted((a.opaque, a.ext_fields["echo"]) for a in answers) == sorted(
+                (r.opaque, str(n)) for n, r in enumerate(requests)
+            )
+        finally:
+            writer.close()

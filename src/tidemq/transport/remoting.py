@@ -94,16 +94,34 @@ class RemotingChannel(asyncio.Protocol):
         self.local_address = _address_text(local)
 
     def data_received(self, data: bytes) -> None:
+        """Handle a read in three passes: decode every complete frame, run every handler (and complete every
+        response), then encode every inline answer.
+
+        Passes rather than one frame at a time because each pass keeps its code and data hot in the CPU's
+        caches: the broker spent 29 µs of CPU per sync send frame by frame and 22 µs in passes, with ~40 sends
+        to a read (microbenchmark in docs/benchmarks.md). Answers leave in completion order either way.
+        """
         codec = self._codec
         codec.receive_data(data)
+        commands: list[RemotingCommand] = []
+        broken: ProtocolError | None = None
         try:
             while (command := codec.next_event()) is not None:
-                if command.flag & 1:
-                    self._complete(command)
-                else:
-                    self._dispatch(command)
-        except ProtocolError as exc:
-            log.warning("closing %s: %s", self.remote_address, exc)
+                commands.append(command)
+        except ProtocolError as exc:  # the frames before the bad one are served; then the connection closes
+            broken = exc
+        answers: list[tuple[RemotingCommand, RemotingCommand]] = []
+        for command in commands:
+            if command.flag & 1:
+                self._complete(command)
+            else:
+                answer = self._dispatch(command)
+                if answer is not None:
+                    answers.append((command, answer))
+        for request, response in answers:
+            self._answer(request, response)
+        if broken is not None:
+            log.warning("closing %s: %s", self.remote_address, broken)
             self.close()
         self.flush()  # every reply answered inline above leaves in one writev
 
@@ -138,26 +156,24 @@ class RemotingChannel(asyncio.Protocol):
 
     # -- requests from the peer ------------------------------------------------------------------------
 
-    def _dispatch(self, request: RemotingCommand) -> None:
+    def _dispatch(self, request: RemotingCommand) -> RemotingCommand | None:
+        """Run the handler; return its inline answer (or an error answer) for the caller to send, or None
+        when there is none yet (oneway, answered later, or running as a task that answers when done)."""
         if self._handler is None:
-            self._answer(request, request.make_response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, "not a server"))
-            return
+            return request.make_response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, "not a server")
         try:
             result = self._handler(self, request)
         except TidemqError as exc:
-            self._answer(request, request.make_response(response_code_for(exc), str(exc)))
-            return
+            return request.make_response(response_code_for(exc), str(exc))
         except Exception as exc:  # a handler bug must cost one request, not the connection
             log.exception("handler for request code %d failed", request.code)
-            self._answer(request, request.make_response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}"))
-            return
+            return request.make_response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
         if result is None or isinstance(result, RemotingCommand):
-            if result is not None:
-                self._answer(request, result)
-            return
+            return result
         task = asyncio.ensure_future(self._finish(request, result))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return None
 
     async def _finish(self, request: RemotingCommand, pending: Awaitable[RemotingCommand | None]) -> None:
         try:
