@@ -5,9 +5,12 @@ A real broker (store, gateway, index worker) runs in this process; each "read" i
 transport that only counts its writes. The figure is the event loop thread's own CPU time (user and system) per
 message, so the index worker, the flusher and other processes on the machine are left out.
 
-``--frame-by-frame`` also times a channel that handles each frame whole (decode, handler, answer) before
-decoding the next, as the transport did before handling a read in passes; the two alternate, and each line is
-one pass over the frames. Compare medians: the machine's speed drifts.
+"as the broker" is the broker's own channel: a read in passes (decode every frame, run the handlers, encode
+the answers), and a run of sends handled in passes of its own (``send.handle_sends``: check and route every
+send, append every one, answer every one). ``--frame-by-frame`` also times two older ways, alternating with it:
+"one at a time" (a read in passes, but each send whole, as commit 2b20dae did) and "frame by frame" (each frame
+decoded, handled and answered before the next is decoded, as the transport did before that). Each line is one
+pass over the frames; compare medians, as the machine's speed drifts.
 
     .venv/bin/python bench/broker_read_bench.py [--messages 100000] [--per-read 40] [--rounds 8] [--frame-by-frame]
 """
@@ -69,7 +72,7 @@ class FrameByFrameChannel(RemotingChannel):
         codec.receive_data(data)
         try:
             while (command := codec.next_event()) is not None:
-                answer = self._dispatch(command)
+                answer = self._settle(command, self._handle_all([command])[0])
                 if answer is not None:
                     self._answer(command, answer)
         except ProtocolError:
@@ -115,11 +118,13 @@ async def measure(args: argparse.Namespace) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="tidemq-read-bench-") as work:
         config = BrokerConfig(store_path_root_dir=Path(work), listen_port=0)
         async with BrokerRuntime(config, host="127.0.0.1") as runtime:
-            handler = runtime.gateway.handle
-            channels = {"passes": connected(RemotingChannel(handler))}
+            gateway = runtime.gateway
+            handler = gateway.handle
+            channels = {"as the broker": connected(RemotingChannel(handler, batch_handler=gateway.handle_read))}
             if args.frame_by_frame:
+                channels["one at a time"] = connected(RemotingChannel(handler))
                 channels["frame by frame"] = connected(FrameByFrameChannel(handler))
-            channels["passes"].data_received(reads[0])  # creates the topic
+            channels["as the broker"].data_received(reads[0])  # creates the topic
             figures: dict[str, list[float]] = {name: [] for name in channels}
             for _ in range(args.rounds):
                 for name, channel in channels.items():

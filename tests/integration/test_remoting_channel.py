@@ -83,3 +83,28 @@ async def test_the_frames_before_a_malformed_one_in_the_same_read_are_answered_t
             )
         finally:
             writer.close()
+
+
+async def test_a_failing_batch_handler_costs_the_requests_of_its_read_not_the_connection() -> None:
+    calls: list[int] = []
+
+    def batch_handler(channel: RemotingChannel, requests: list[RemotingCommand]) -> list[object]:
+        calls.append(len(requests))
+        if len(calls) == 1:
+            raise ValueError("a bug in the batch handler")
+        if len(calls) == 2:
+            return []  # a bug of another kind: no result for the request
+        return [handler(channel, request) for request in requests]
+
+    async with RemotingServer(handler, host="127.0.0.1", port=0, batch_handler=batch_handler) as server:
+        channel = await connect("127.0.0.1", server.port)
+        try:
+            first = await channel.request(command(ECHO, 1), 5.0)
+            assert (first.code, first.remark) == (1, "ValueError: a bug in the batch handler")
+            second = await channel.request(command(ECHO, 2), 5.0)
+            assert (second.code, second.remark) == (1, "RuntimeError: the batch handler answered 0 of 1 requests")
+            third = await channel.request(command(ECHO, 3), 5.0)
+            assert (third.code, third.ext_fields["echo"]) == (0, "3")
+            assert calls == [1, 1, 1]
+        finally:
+            channel.close()

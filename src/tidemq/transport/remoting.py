@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 HandlerResult = RemotingCommand | None | Awaitable[RemotingCommand | None]
 RequestHandler = Callable[["RemotingChannel", RemotingCommand], HandlerResult]
 """Called on the loop for every request a peer sends."""
+BatchHandler = Callable[["RemotingChannel", list[RemotingCommand]], list[HandlerResult | Exception]]
+"""Called on the loop, instead of the ``RequestHandler``, with every request of one read in order. Returns one
+result per request, in order: what a ``RequestHandler`` would return, or the exception handling it raised (which
+the channel answers as it answers a handler's exception). Lets a server run like requests in passes."""
 
 _opaque_counter: Final = itertools.count(1)
 CORK_LIMIT_BYTES: Final = 16 * 1024
@@ -66,8 +70,10 @@ class RemotingChannel(asyncio.Protocol):
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
         on_close: Callable[[RemotingChannel], None] | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self._handler = handler
+        self._batch_handler = batch_handler
         self._codec = RemotingConnection(max_frame)
         self._on_close = on_close
         self._transport: asyncio.Transport | None = None
@@ -110,16 +116,20 @@ class RemotingChannel(asyncio.Protocol):
                 commands.append(command)
         except ProtocolError as exc:  # the frames before the bad one are served; then the connection closes
             broken = exc
-        answers: list[tuple[RemotingCommand, RemotingCommand]] = []
+        requests: list[RemotingCommand] = []
         for command in commands:
             if command.flag & 1:
                 self._complete(command)
             else:
-                answer = self._dispatch(command)
+                requests.append(command)
+        if requests:
+            answers: list[tuple[RemotingCommand, RemotingCommand]] = []
+            for request, result in zip(requests, self._handle_all(requests), strict=True):
+                answer = self._settle(request, result)
                 if answer is not None:
-                    answers.append((command, answer))
-        for request, response in answers:
-            self._answer(request, response)
+                    answers.append((request, answer))
+            for request, response in answers:
+                self._answer(request, response)
         if broken is not None:
             log.warning("closing %s: %s", self.remote_address, broken)
             self.close()
@@ -156,20 +166,40 @@ class RemotingChannel(asyncio.Protocol):
 
     # -- requests from the peer ------------------------------------------------------------------------
 
-    def _dispatch(self, request: RemotingCommand) -> RemotingCommand | None:
-        """Run the handler; return its inline answer (or an error answer) for the caller to send, or None
-        when there is none yet (oneway, answered later, or running as a task that answers when done)."""
-        if self._handler is None:
-            return request.make_response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, "not a server")
-        try:
-            result = self._handler(self, request)
-        except TidemqError as exc:
-            return request.make_response(response_code_for(exc), str(exc))
-        except Exception as exc:  # a handler bug must cost one request, not the connection
-            log.exception("handler for request code %d failed", request.code)
-            return request.make_response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
+    def _handle_all(self, requests: list[RemotingCommand]) -> list[HandlerResult | Exception]:
+        """Every request's handler result (or the exception its handler raised), in order."""
+        results: list[HandlerResult | Exception]
+        if self._batch_handler is not None:
+            try:
+                results = self._batch_handler(self, requests)
+            except Exception as exc:  # noqa: BLE001  # a batch handler's bug: each request of the read gets it
+                results = [exc] * len(requests)
+            if len(results) == len(requests):
+                return results
+            bug = RuntimeError(f"the batch handler answered {len(results)} of {len(requests)} requests")
+            return [bug] * len(requests)
+        handler = self._handler
+        if handler is None:
+            refusal = "not a server"
+            return [request.make_response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, refusal) for request in requests]
+        results = []
+        for request in requests:
+            try:
+                results.append(handler(self, request))
+            except Exception as exc:  # noqa: BLE001  # a handler bug costs one request; _settle logs it
+                results.append(exc)
+        return results
+
+    def _settle(self, request: RemotingCommand, result: HandlerResult | Exception) -> RemotingCommand | None:
+        """The inline answer to ``request`` given its handler's result (an error answer for an exception), or
+        None when there is none yet (oneway, answered later, or running as a task that answers when done)."""
         if result is None or isinstance(result, RemotingCommand):
             return result
+        if isinstance(result, TidemqError):
+            return request.make_response(response_code_for(result), str(result))
+        if isinstance(result, Exception):
+            log.error("handler for request code %d failed", request.code, exc_info=result)
+            return request.make_response(ResponseCode.SYSTEM_ERROR, f"{type(result).__name__}: {result}")
         task = asyncio.ensure_future(self._finish(request, result))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -182,7 +212,7 @@ class RemotingChannel(asyncio.Protocol):
             raise
         except TidemqError as exc:
             response = request.make_response(response_code_for(exc), str(exc))
-        except Exception as exc:  # as in _dispatch: answer with the error, keep the connection
+        except Exception as exc:  # as in _settle: answer with the error, keep the connection
             log.exception("handler for request code %d failed", request.code)
             response = request.make_response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
         if response is not None:
@@ -312,8 +342,10 @@ class RemotingServer:
         port: int = 0,
         max_frame: int = DEFAULT_MAX_FRAME,
         on_close: Callable[[RemotingChannel], None] | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self._handler = handler
+        self._batch_handler = batch_handler
         self._host = host
         self._requested_port = port
         self._max_frame = max_frame
@@ -323,7 +355,9 @@ class RemotingServer:
         self.port = 0
 
     def _make_channel(self) -> RemotingChannel:
-        channel = RemotingChannel(self._handler, max_frame=self._max_frame, on_close=self._forget)
+        channel = RemotingChannel(
+            self._handler, max_frame=self._max_frame, on_close=self._forget, batch_handler=self._batch_handler
+        )
         self._channels.add(channel)
         return channel
 

@@ -60,12 +60,22 @@ class BrokerGateway:
         listen_port = broker.config.listen_port if port is None else port
         max_frame = broker.config.max_message_size + HEADER_ROOM
         self.server = RemotingServer(
-            self.handle, host=host, port=listen_port, max_frame=max_frame, on_close=self._closed
+            self.handle,
+            host=host,
+            port=listen_port,
+            max_frame=max_frame,
+            on_close=self._closed,
+            batch_handler=self.handle_read,
         )
         self.vip_server: RemotingServer | None = None
         if with_vip_channel and listen_port > 2:
             self.vip_server = RemotingServer(
-                self.handle, host=host, port=listen_port - 2, max_frame=max_frame, on_close=self._closed
+                self.handle,
+                host=host,
+                port=listen_port - 2,
+                max_frame=max_frame,
+                on_close=self._closed,
+                batch_handler=self.handle_read,
             )
         self.store_host = (broker.config.broker_ip1, broker.config.listen_port)
         self._hosts: dict[str, tuple[str, int]] = {}
@@ -110,6 +120,40 @@ class BrokerGateway:
             return handler(self, channel, request)
         except BadRequest as exc:
             return request.make_response(exc.code, str(exc))
+
+    def handle_read(self, channel: RemotingChannel, requests: list[RemotingCommand]) -> list[HandlerResult | Exception]:
+        """The requests of one read, in order: each run of two or more sends (ones the table still routes to
+        ``send.handle_send``) goes through :func:`send.handle_sends` in passes, anything else through
+        :meth:`handle`. A send's append thus still happens after every request before it and before every
+        request after it, as one request at a time would have it."""
+        results: list[HandlerResult | Exception] = []
+        handlers = self.handlers
+        run: list[RemotingCommand] = []
+        for request in requests:
+            if handlers.get(request.code) is send.handle_send:
+                run.append(request)
+                continue
+            if run:
+                self._handle_sends(channel, run, results)
+                run = []
+            try:
+                results.append(self.handle(channel, request))
+            except Exception as exc:  # noqa: BLE001  # passed on: the transport logs and answers it
+                results.append(exc)
+        if run:
+            self._handle_sends(channel, run, results)
+        return results
+
+    def _handle_sends(
+        self, channel: RemotingChannel, run: list[RemotingCommand], results: list[HandlerResult | Exception]
+    ) -> None:
+        if len(run) == 1:
+            try:
+                results.append(self.handle(channel, run[0]))
+            except Exception as exc:  # noqa: BLE001  # passed on, as above
+                results.append(exc)
+        else:
+            results.extend(send.handle_sends(self, channel, run))
 
     def host_of(self, channel: RemotingChannel) -> tuple[str, int]:
         """(ip, port) of a peer, for BORNHOST; parsed once per connection."""
