@@ -280,6 +280,9 @@ class DriverProcess:
         return _parse_lines((self.home / "stdout.jsonl").read_text("utf-8", "replace"))
 
     def wait(self, *, check: bool = True) -> DriverResult:
+        """Wait for the run to end. A failed run raises :class:`JavaDriverError` and keeps its home directory
+        (client logs) for the reader of the error; with ``check=False`` a failure is the caller's to judge from
+        the result's output, and the home is removed as after a success, so expected failures leave nothing."""
         try:
             self.proc.wait(timeout=self.timeout_s + _GRACE_S + 15)
         except subprocess.TimeoutExpired:
@@ -297,12 +300,10 @@ class DriverProcess:
             elapsed_s=elapsed,
             home=self.home,
         )
-        if result.returncode != 0:
-            if check:
-                raise JavaDriverError(f"Java driver failed.\n{result.describe()}")
-        else:
-            shutil.rmtree(self.home, ignore_errors=True)  # keep the client logs only when something failed
-            result.home = None
+        if result.returncode != 0 and check:
+            raise JavaDriverError(f"Java driver failed.\n{result.describe()}")
+        shutil.rmtree(self.home, ignore_errors=True)  # the client logs are kept only for a raised failure
+        result.home = None
         return result
 
     def kill(self) -> None:
