@@ -1,12 +1,15 @@
 """The remoting protocol over asyncio: one ``RemotingChannel`` per TCP connection, either side.
 
-A channel feeds received bytes to the sans-IO :class:`RemotingConnection` and, for each complete command:
+A channel feeds received bytes to the sans-IO :class:`RemotingConnection`, decodes every complete command of
+the read, and then:
 
 * a response: completes the future waiting on its opaque (late or unknown responses are logged and dropped);
-* a request: calls the ``RequestHandler``. A handler returns a response, ``None`` (oneway, or answered later),
-  or an awaitable of either (long polling, SYNC_FLUSH waits); awaitables run as tasks owned by the channel,
-  cancelled when it closes. Synchronous handlers answer inline, with no task, which keeps the common path
-  cheap. Responses leave in completion order, not arrival order; the opaque matches them up.
+* a request: calls the ``RequestHandler`` (or, when the server has one, the ``BatchHandler`` with every request
+  of the read at once). A handler returns a response, ``None`` (oneway, or answered later), or an awaitable of
+  either (long polling, SYNC_FLUSH waits); awaitables run as tasks owned by the channel, cancelled when it
+  closes. Synchronous handlers answer inline, with no task, which keeps the common path cheap; inline answers
+  are encoded after every handler of the read has run. Responses leave in completion order, not arrival order;
+  the opaque matches them up.
 
 Back-pressure: when the socket's write buffer passes its high-water mark, the channel stops reading that
 peer until it drains. A peer that breaks the protocol gets one log line and a closed connection.

@@ -132,28 +132,27 @@ class BrokerGateway:
         for request in requests:
             if handlers.get(request.code) is send.handle_send:
                 run.append(request)
-                continue
-            if run:
-                self._handle_sends(channel, run, results)
-                run = []
-            try:
-                results.append(self.handle(channel, request))
-            except Exception as exc:  # noqa: BLE001  # passed on: the transport logs and answers it
-                results.append(exc)
-        if run:
-            self._handle_sends(channel, run, results)
+            else:
+                self._handle_run(channel, run, results)
+                results.append(self._handle_one(channel, request))
+        self._handle_run(channel, run, results)
         return results
 
-    def _handle_sends(
+    def _handle_one(self, channel: RemotingChannel, request: RemotingCommand) -> HandlerResult | Exception:
+        try:
+            return self.handle(channel, request)
+        except Exception as exc:  # noqa: BLE001  # passed on: the transport logs and answers it
+            return exc
+
+    def _handle_run(
         self, channel: RemotingChannel, run: list[RemotingCommand], results: list[HandlerResult | Exception]
     ) -> None:
+        """Add the results of a run of sends (none, one, or several in passes) and empty the run."""
         if len(run) == 1:
-            try:
-                results.append(self.handle(channel, run[0]))
-            except Exception as exc:  # noqa: BLE001  # passed on, as above
-                results.append(exc)
-        else:
+            results.append(self._handle_one(channel, run[0]))
+        elif run:
             results.extend(send.handle_sends(self, channel, run))
+        run.clear()
 
     def host_of(self, channel: RemotingChannel) -> tuple[str, int]:
         """(ip, port) of a peer, for BORNHOST; parsed once per connection."""
