@@ -107,20 +107,21 @@ def _cpu_of(pid: int) -> float:
 
 def run_python(addr: str, topic: str, duration_s: float) -> dict[str, Any]:
     """``tidemq bench produce``: 64 coroutines, sync single sends of 128 bytes over one connection."""
-    report = Path(tempfile.mkdtemp(prefix="tidemq-ceiling-")) / "report.json"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "tidemq.cli.main", "bench", "produce", "--namesrv", addr, "--topic", topic),
-            *("--concurrency", "64", "--size", "128", "--duration", str(duration_s)),
-            *("--json", str(report), "--no-progress"),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = json.loads(report.read_text())
+    with tempfile.TemporaryDirectory(prefix="tidemq-ceiling-") as work:
+        report = Path(work) / "report.json"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "tidemq.cli.main", "bench", "produce", "--namesrv", addr, "--topic", topic),
+                *("--concurrency", "64", "--size", "128", "--duration", str(duration_s)),
+                *("--json", str(report), "--no-progress"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = json.loads(report.read_text())
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
         "load": "python",

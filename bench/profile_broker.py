@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import pstats
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,6 +98,7 @@ def main() -> int:
         cumulative, calls = totals.get(name, (0.0, 0))
         print(f"{name:>18}: {cumulative / send:6.1%} of handle_send ({calls} calls)")
     stats.sort_stats("tottime").print_stats(15)
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

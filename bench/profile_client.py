@@ -11,6 +11,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,6 +62,7 @@ def main() -> int:
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
