@@ -42,6 +42,8 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
 
 
 def _stat_cpu_s(stat: Path) -> float:
+    """utime + stime of one stat file. Not ``bench.side_by_side.brokers.cpu_seconds``: that reads
+    /proc/<id>/stat, which for any thread id gives the whole process's times, not the thread's."""
     try:
         fields = stat.read_text().rsplit(")", 1)[1].split()
     except OSError:  # a thread or child that ended
