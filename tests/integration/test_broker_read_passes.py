@@ -7,6 +7,7 @@ Every test writes its frames with one ``write`` on a raw socket, so the broker r
 from __future__ import annotations
 
 import asyncio
+import struct
 from typing import Any
 
 import pytest
@@ -78,27 +79,41 @@ async def test_a_read_of_sends_and_other_requests_answers_each_as_if_handled_one
     assert [record.body for record in rec.iter_records(stored.body())] == [b"a", b"b", b"e"]
 
 
-async def test_an_unexpected_failure_of_one_append_fails_only_its_send(
+async def test_an_unexpected_failure_of_a_stores_call_fails_only_the_sends_it_held(
     running_broker: RunningBroker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A run of single sends is one store call: a call that raises (a bug; refusals are results) fails the sends
+    of that call. A batch send splits the run, and the sends on its other side are stored."""
     store = running_broker.broker.store
-    real_append = store.append_one
+    real_append_singles = store.append_singles
 
-    def append_one(topic: str, *args: Any, **kwargs: Any) -> Any:
-        if topic == "Boom":
+    def append_singles(messages: list[Any], born_host: Any) -> Any:
+        if any(topic == "Boom" for topic, *_ in messages):
             raise RuntimeError("the disk caught fire")
-        return real_append(topic, *args, **kwargs)
+        return real_append_singles(messages, born_host)
 
-    monkeypatch.setattr(store, "append_one", append_one)
+    monkeypatch.setattr(store, "append_singles", append_singles)
+    batch_fields = {**send_fields("Calm", 0), "batch": "true"}
+    batch = struct.pack(">iiiii", 20 + 1 + 2, 0, 0, 0, 1) + b"B" + struct.pack(">h", 0)
     requests = [
         request(RequestCode.SEND_MESSAGE, send_fields("Calm", 0), b"1"),
         request(RequestCode.SEND_MESSAGE, send_fields("Boom", 0), b"2"),
+        request(RequestCode.SEND_BATCH_MESSAGE, batch_fields, batch),
         request(RequestCode.SEND_MESSAGE, send_fields("Calm", 0), b"3"),
+        request(RequestCode.SEND_MESSAGE, send_fields("Calm", 1), b"4"),
     ]
     answers = await one_read(running_broker.port, requests)
-    assert [a.code for a in answers] == [ResponseCode.SUCCESS, ResponseCode.SYSTEM_ERROR, ResponseCode.SUCCESS]
-    assert answers[1].remark == "RuntimeError: the disk caught fire"
-    assert [a.ext_fields.get("queueOffset") for a in (answers[0], answers[2])] == ["0", "1"]
+    assert [a.code for a in answers] == [
+        ResponseCode.SYSTEM_ERROR,
+        ResponseCode.SYSTEM_ERROR,
+        ResponseCode.SUCCESS,
+        ResponseCode.SUCCESS,
+        ResponseCode.SUCCESS,
+    ], [a.remark for a in answers]
+    assert answers[0].remark == answers[1].remark == "RuntimeError: the disk caught fire"
+    assert [a.ext_fields.get("queueOffset") for a in answers[2:]] == ["0", "1", "0"]
     assert "handler for request code 10 failed" in caplog.text
-    again = await one_read(running_broker.port, [request(RequestCode.SEND_MESSAGE, send_fields("Calm", 0), b"4")])
+    stored = store.get_messages("Calm", 0, 0, 32)
+    assert [record.body for record in rec.iter_records(stored.body())] == [b"B", b"3"]
+    again = await one_read(running_broker.port, [request(RequestCode.SEND_MESSAGE, send_fields("Calm", 0), b"5")])
     assert again[0].ext_fields["queueOffset"] == "2"

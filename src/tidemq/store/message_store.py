@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import mmap
 import os
 import threading
 import time
@@ -62,6 +63,9 @@ take a page fault. The checkpoint's safe offset stays at or below what the synce
 after a crash re-indexes the rest (RocketMQ likewise syncs an index file only when it is full)."""
 MessageEntry = tuple[bytes, str, int]
 """One message of a put: (body as stored, properties string, user flag)."""
+SingleAppend = tuple[str, int, bytes, str, int, int, int, int]
+"""One message of :meth:`MessageStore.append_singles`: (topic, queue id, body, properties, user flag, sys flag,
+born timestamp, reconsume times)."""
 ArrivalListener = Callable[[str, int, int], None]
 """Called after dispatch with (topic, queue_id, new max offset), on the appending thread."""
 
@@ -434,6 +438,160 @@ class MessageStore(StoreReads):
                 )
         except (StoreFullError, OSError) as exc:
             return self._write_failed(exc)
+
+    def append_singles(self, messages: Sequence[SingleAppend], born_host: tuple[str, int]) -> list[PutResult]:
+        """Append single messages, each to its own topic and queue, in the order given, as one write: the
+        sends that one read of a connection brings (``handle_sends`` in the broker's send handler).
+
+        Each message gets the result :meth:`append_one` would give it, refusals included, but the lock, the
+        clock, the segment, each queue's entries and each queue's arrival are handled once for the whole run
+        rather than once per message: :meth:`append_one`'s fixed cost was the largest part of a sync send at
+        the broker. A run that would end the current segment is appended one message at a time instead.
+        """
+        results: list[PutResult | None] = [None] * len(messages)
+        refusal = self._refusal(b"-")
+        if refusal is not None:
+            return [refusal] * len(messages)
+        max_body = self.config.max_message_size
+        accepted: list[tuple[int, bytes, bytes, int]] = []  # index, topic bytes, properties bytes, record size
+        total = 0
+        for index, (topic, _, body, properties, _, _, _, _) in enumerate(messages):
+            topic_bytes = _topic_bytes(topic)
+            refusal = self._refusal(topic_bytes)
+            props = properties.encode()
+            if refusal is not None:
+                results[index] = refusal
+            elif len(body) > max_body:
+                error = f"message body of {len(body)} bytes is over {max_body}"
+                results[index] = PutResult(PutStatus.MESSAGE_ILLEGAL, error=error)
+            elif len(props) > rec.MAX_PROPERTIES_BYTES:
+                error = f"properties of {len(props)} bytes are over {rec.MAX_PROPERTIES_BYTES}"
+                results[index] = PutResult(PutStatus.PROPERTIES_SIZE_EXCEEDED, error=error)
+            else:
+                size = 91 + len(body) + len(topic_bytes) + len(props)
+                accepted.append((index, topic_bytes, props, size))
+                total += size
+        if accepted:
+            try:
+                with self._lock:
+                    if not self.is_open:
+                        closed = PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error="the store is closed")
+                        for index, _, _, _ in accepted:
+                            results[index] = closed
+                        accepted = []
+                    elif self._append_singles_locked(messages, accepted, total, born_host, results):
+                        accepted = []
+            except (StoreFullError, OSError) as exc:
+                failed = self._write_failed(exc)
+                for index, _, _, _ in accepted:
+                    results[index] = failed
+                accepted = []
+        for index, _, _, _ in accepted:  # the run would end the segment: the general path rolls it
+            topic, queue_id, body, properties, flag, sys_flag, born_timestamp, reconsume_times = messages[index]
+            results[index] = self.append_one(
+                topic,
+                queue_id,
+                body,
+                properties,
+                flag=flag,
+                sys_flag=sys_flag,
+                born_timestamp=born_timestamp,
+                born_host=born_host,
+                reconsume_times=reconsume_times,
+            )
+        return results  # type: ignore[return-value]  # every slot was filled above
+
+    def _append_singles_locked(
+        self,
+        messages: Sequence[SingleAppend],
+        accepted: list[tuple[int, bytes, bytes, int]],
+        total: int,
+        born_host: tuple[str, int],
+        results: list[PutResult | None],
+    ) -> bool:
+        """:meth:`append_singles`'s write, under the lock; False (nothing done) when the records would end the
+        segment."""
+        start = self.write_offset
+        segment = self.commit_log.segments[-1] if self.commit_log.segments else None
+        if segment is None or not segment.start <= start or start + total + BLANK_MIN > segment.end:
+            return False
+        # Each queue's offsets first: its disk blocks are reserved before the commit-log write, as a full disk
+        # must fail the run before any record is written.
+        runs: dict[tuple[str, int], _QueueRun] = {}
+        queue_offsets: list[int] = []
+        for index, _, _, _ in accepted:
+            topic, queue_id = messages[index][0], messages[index][1]
+            run = runs.get((topic, queue_id))
+            if run is None:
+                queue = self._queue(topic, queue_id)
+                run = runs[(topic, queue_id)] = _QueueRun(queue, queue.max_offset)
+            queue_offsets.append(run.first + run.count)
+            run.count += 1
+        for run in runs.values():
+            run.queue.reserve(run.first, run.count)
+        position = start - segment.start
+        mapped = segment.map_with_room(position, total)
+        target: bytearray | mmap.mmap = bytearray(total) if mapped is None else mapped
+        at = 0 if mapped is None else position
+        store_timestamp = self._clock_ms()
+        born_address, born_port = _born_address(born_host[0]), born_host[1]
+        store_ip, store_port = self._store_ip, self._store_port
+        delay_levels = self.config.delay_levels_ms
+        pending = self._pending_index if self.config.message_index_enable else None
+        pending_mark = len(self._pending_index)
+        offset = start
+        for (index, topic_bytes, props, size), queue_offset in zip(accepted, queue_offsets, strict=True):
+            topic, queue_id, body, properties, flag, sys_flag, born_timestamp, reconsume_times = messages[index]
+            common = (
+                sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
+                born_timestamp,
+                born_address,
+                born_port,
+                store_timestamp,
+                store_ip,
+                store_port,
+                reconsume_times,
+                0,
+            )
+            entry, keys, uniq = pack_one_into(
+                target,
+                at,
+                offset,
+                topic,
+                topic_bytes,
+                queue_id,
+                queue_offset,
+                (body, props, flag),
+                properties,
+                common,
+                None,
+                delay_levels,
+            )
+            runs[(topic, queue_id)].entries.append(entry)
+            if (keys or uniq) and pending is not None:
+                pending.append((_index_prefix_crc(topic_bytes), keys, uniq, offset, store_timestamp))
+            results[index] = PutResult(
+                PutStatus.PUT_OK, offset, queue_offset, 1, size, store_timestamp, offset + size, [offset]
+            )
+            at += size
+            offset += size
+        try:
+            if isinstance(target, bytearray):
+                segment.write(position, target)
+            else:
+                segment.wrote(position + total)
+        except BaseException:
+            del self._pending_index[pending_mark:]
+            raise
+        self.write_offset = offset
+        for run in runs.values():
+            run.queue.put(run.first, b"".join(run.entries))
+        if len(self._pending_index) >= INDEX_BATCH:
+            self._drain_index_locked()
+        for (topic, queue_id), run in runs.items():
+            for listener in self.arrival_listeners:
+                listener(topic, queue_id, run.queue.max_offset)
+        return True
 
     def append_batch(
         self,
@@ -866,6 +1024,19 @@ class MessageStore(StoreReads):
 
 
 # Bounded memos: a broker stores into few topics, from few client addresses, millions of times.
+
+
+class _QueueRun:
+    """The messages of one :meth:`MessageStore.append_singles` run that go to one queue."""
+
+    __slots__ = ("count", "entries", "first", "queue")
+
+    def __init__(self, queue: ConsumeQueue, first: int) -> None:
+        self.queue = queue
+        self.first = first
+        """The queue offset of the run's first message in this queue."""
+        self.count = 0
+        self.entries: list[bytes] = []
 
 
 @functools.lru_cache(maxsize=65536)

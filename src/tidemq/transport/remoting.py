@@ -80,6 +80,10 @@ class RemotingChannel(asyncio.Protocol):
         self._codec = RemotingConnection(max_frame)
         self._on_close = on_close
         self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop serving the connection, kept from :meth:`connection_made`: Python 3.11's
+        ``asyncio.get_running_loop()`` makes a getpid system call each time, which was a tenth of the client's
+        CPU per sync send (py-spy --native)."""
         self._pending: dict[int, tuple[asyncio.Future[RemotingCommand], float, float]] = {}
         """Requests in flight by opaque: (future, deadline on the loop clock, timeout)."""
         self._sweeper: asyncio.TimerHandle | None = None
@@ -97,6 +101,7 @@ class RemotingChannel(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
+        self._loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         self.remote_address = _address_text(peer)
@@ -241,7 +246,7 @@ class RemotingChannel(asyncio.Protocol):
         header, body = encode(command)
         corked = self._corked
         if not corked:
-            asyncio.get_running_loop().call_soon(self.flush)
+            (self._loop or asyncio.get_running_loop()).call_soon(self.flush)
         corked.append(header)
         self._corked_bytes += len(header)
         if body:
@@ -275,7 +280,7 @@ class RemotingChannel(asyncio.Protocol):
         """
         if self.is_closed:
             raise ConnectionError(f"connection to {self.remote_address} is closed")
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[RemotingCommand] = loop.create_future()
         self._pending[command.opaque] = (future, loop.time() + timeout_s, timeout_s)
         # One sweep timer per channel rather than a timer per request (or ``asyncio.timeout``, whose context
