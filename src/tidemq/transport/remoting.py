@@ -32,7 +32,9 @@ from tidemq.protocol.remoting.connection import DEFAULT_MAX_FRAME
 
 log = logging.getLogger(__name__)
 
-HandlerResult = RemotingCommand | None | Awaitable[RemotingCommand | None]
+Answer = RemotingCommand | bytes
+"""A response, as a command or already encoded as one frame (``plain_response_frame``: a hot path's answer)."""
+HandlerResult = Answer | None | Awaitable[Answer | None]
 RequestHandler = Callable[["RemotingChannel", RemotingCommand], HandlerResult]
 """Called on the loop for every request a peer sends."""
 BatchHandler = Callable[["RemotingChannel", list[RemotingCommand]], list[HandlerResult | Exception]]
@@ -131,7 +133,7 @@ class RemotingChannel(asyncio.Protocol):
             else:
                 requests.append(command)
         if requests:
-            answers: list[tuple[RemotingCommand, RemotingCommand]] = []
+            answers: list[tuple[RemotingCommand, Answer]] = []
             for request, result in zip(requests, self._handle_all(requests), strict=True):
                 answer = self._settle(request, result)
                 if answer is not None:
@@ -198,10 +200,10 @@ class RemotingChannel(asyncio.Protocol):
                 results.append(exc)
         return results
 
-    def _settle(self, request: RemotingCommand, result: HandlerResult | Exception) -> RemotingCommand | None:
+    def _settle(self, request: RemotingCommand, result: HandlerResult | Exception) -> Answer | None:
         """The inline answer to ``request`` given its handler's result (an error answer for an exception), or
         None when there is none yet (oneway, answered later, or running as a task that answers when done)."""
-        if result is None or isinstance(result, RemotingCommand):
+        if result is None or isinstance(result, bytes | RemotingCommand):
             return result
         if isinstance(result, TidemqError):
             return request.make_response(response_code_for(result), str(result))
@@ -213,7 +215,7 @@ class RemotingChannel(asyncio.Protocol):
         task.add_done_callback(self._tasks.discard)
         return None
 
-    async def _finish(self, request: RemotingCommand, pending: Awaitable[RemotingCommand | None]) -> None:
+    async def _finish(self, request: RemotingCommand, pending: Awaitable[Answer | None]) -> None:
         try:
             response = await pending
         except asyncio.CancelledError:
@@ -226,14 +228,14 @@ class RemotingChannel(asyncio.Protocol):
         if response is not None:
             self._answer(request, response)
 
-    def _answer(self, request: RemotingCommand, response: RemotingCommand) -> None:
+    def _answer(self, request: RemotingCommand, response: Answer) -> None:
         if request.flag & 2:  # oneway: the peer expects nothing
             return
         self.send(response)
 
     # -- our requests ----------------------------------------------------------------------------------
 
-    def send(self, command: RemotingCommand) -> None:
+    def send(self, command: RemotingCommand | bytes) -> None:
         """Queue one command; frames queued in one pass of the loop leave in one ``writelines`` (writev).
 
         The flush runs at the end of ``data_received`` for inline replies, or from ``call_soon`` for frames
@@ -243,7 +245,11 @@ class RemotingChannel(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        header, body = encode(command)
+        body: bytes | memoryview
+        if isinstance(command, bytes):
+            header, body = command, b""  # a frame encoded already
+        else:
+            header, body = encode(command)
         corked = self._corked
         if not corked:
             (self._loop or asyncio.get_running_loop()).call_soon(self.flush)

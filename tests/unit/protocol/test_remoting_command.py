@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import struct
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tidemq.errors import LocalProtocolError, RemoteProtocolError
 from tidemq.protocol.remoting import (
@@ -20,6 +23,7 @@ from tidemq.protocol.remoting import (
     decode_frame,
     encode,
     encode_bytes,
+    plain_response_frame,
 )
 
 
@@ -416,3 +420,21 @@ def test_code_tables_match_rocketmq() -> None:
     assert [member.value for member in LanguageCode] == list(range(14))
     assert (SerializeType.JSON, SerializeType.ROCKETMQ) == (0, 1)
     assert (CommandFlag.RESPONSE, CommandFlag.ONEWAY) == (1, 2)
+
+
+_plain_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'))
+
+
+@given(
+    code=st.integers(0, 0x7FFF),
+    opaque=st.integers(-(2**31), 2**31 - 1),
+    fields=st.dictionaries(_plain_text, _plain_text, min_size=1, max_size=6),
+)
+def test_a_plain_response_frame_is_the_frame_encode_makes_of_the_same_response(
+    code: int, opaque: int, fields: dict[str, str]
+) -> None:
+    """The send handler answers with ``plain_response_frame``; every reader must see what encode() would send."""
+    frame = plain_response_frame(code, opaque, orjson.dumps(fields).decode())
+    expected = RemotingCommand(code, opaque=opaque, flag=1, ext_fields=fields)
+    assert frame == encode_bytes(expected)
+    assert decode_frame(frame) == expected

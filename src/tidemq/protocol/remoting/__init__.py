@@ -23,6 +23,7 @@ from tidemq.protocol.remoting.command import (
     decode_frame,
     encode,
     encode_bytes,
+    plain_response_frame,
 )
 from tidemq.protocol.remoting.connection import DEFAULT_MAX_FRAME, RemotingConnection
 from tidemq.protocol.remoting.json_compat import ObjectKey, dumps_compact, loads_lenient, message_queue_key
@@ -39,6 +40,7 @@ __all__ = [
     "RemotingCommand",
     "encode",
     "encode_bytes",
+    "plain_response_frame",
     "decode_frame",
     "coerce_ext_value",
     "MAX_HEADER_LENGTH",

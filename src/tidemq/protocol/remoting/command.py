@@ -521,6 +521,26 @@ def encode(cmd: RemotingCommand) -> tuple[bytes, bytes | memoryview]:
     return PREFIX.pack(length, serialize_type << 24 | header_length) + header, body
 
 
+_PLAIN_RESPONSE_HEADER: Final = (
+    '{"code":%d,"extFields":%s,"flag":1,"language":"JAVA","opaque":%d,"serializeTypeCurrentRPC":"JSON","version":'
+    + str(DEFAULT_VERSION)
+    + "}"
+)
+
+
+def plain_response_frame(code: int, opaque: int, ext_fields_json: str) -> bytes:
+    """The frame :func:`encode` makes of ``RemotingCommand(code, opaque=opaque, flag=1, ext_fields=fields)``
+    (JSON, no remark, no body), given ``fields`` already as a JSON object text, in one string format.
+
+    For an answer sent thousands of times a second in one shape (a send's), built from values that need no JSON
+    escaping: a third of the cost of building the command and encoding it (1.6 µs). The caller keeps the rest of
+    :func:`encode`'s promises: the object text is valid JSON, not empty (:func:`encode` leaves out empty
+    extFields), with string values.
+    """
+    header = (_PLAIN_RESPONSE_HEADER % (code, ext_fields_json, opaque)).encode()
+    return PREFIX.pack(4 + len(header), len(header)) + header
+
+
 def encode_bytes(cmd: RemotingCommand) -> bytes:
     """Encode ``cmd`` as one frame in a single ``bytes`` (copies the body; tests and small frames)."""
     return b"".join(encode(cmd))
