@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from tidemq.client._connections import client_error
 from tidemq.client._instance import LANGUAGE, ClientConfig, ClientInstance
 from tidemq.client._message import (
     PROPERTY_WAIT_TRUE,
@@ -523,10 +524,20 @@ class Producer:
             if remaining <= 0:
                 break
             request = self._request(code, topic, queue, body, properties, sys_flag)
+            channel = self._pool.open_channel(addr)
             try:
-                response = await self._pool.invoke(addr, request, remaining)
+                if channel is None:
+                    response = await self._pool.invoke(addr, request, remaining)
+                else:  # the common case, without invoke's coroutine
+                    response = await channel.request(request, remaining)
             except ConnectionFailedError as exc:
                 last_error, avoid = exc, queue.broker_name
+                continue
+            except (TimeoutError, ConnectionError) as exc:
+                error = client_error(addr, exc, remaining)
+                if isinstance(error, RequestTimeoutError):
+                    raise error from None
+                last_error, avoid = error, queue.broker_name
                 continue
             status = _STATUS_BY_CODE.get(response.code)
             if status is not None:

@@ -54,6 +54,7 @@ from tidemq.store.tag_codes import SCHEDULE_TOPIC, TIMER_TOPIC
 
 log = logging.getLogger(__name__)
 
+_TOPIC_LENGTH_ERROR: Final = f"topic must be 1..{rec.MAX_TOPIC_BYTES} bytes"
 INDEX_BATCH: Final = 512
 """Records with index keys appended before their keys are put into the index in one go."""
 INDEX_SYNC_INTERVAL_S: Final = 2.0
@@ -457,10 +458,9 @@ class MessageStore(StoreReads):
         total = 0
         for index, (topic, _, body, properties, _, _, _, _) in enumerate(messages):
             topic_bytes = _topic_bytes(topic)
-            refusal = self._refusal(topic_bytes)
             props = properties.encode()
-            if refusal is not None:
-                results[index] = refusal
+            if not topic_bytes or len(topic_bytes) > rec.MAX_TOPIC_BYTES:  # the store was checked just above
+                results[index] = PutResult(PutStatus.MESSAGE_ILLEGAL, error=_TOPIC_LENGTH_ERROR)
             elif len(body) > max_body:
                 error = f"message body of {len(body)} bytes is over {max_body}"
                 results[index] = PutResult(PutStatus.MESSAGE_ILLEGAL, error=error)
@@ -719,7 +719,7 @@ class MessageStore(StoreReads):
             reason = self.not_writable_reason or "the store is closed"
             return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, error=reason)
         if not topic_bytes or len(topic_bytes) > rec.MAX_TOPIC_BYTES:
-            return PutResult(PutStatus.MESSAGE_ILLEGAL, error=f"topic must be 1..{rec.MAX_TOPIC_BYTES} bytes")
+            return PutResult(PutStatus.MESSAGE_ILLEGAL, error=_TOPIC_LENGTH_ERROR)
         return None
 
     def _write_failed(self, exc: StoreFullError | OSError) -> PutResult:
