@@ -54,6 +54,8 @@ from tidemq.store.tag_codes import SCHEDULE_TOPIC, TIMER_TOPIC
 
 log = logging.getLogger(__name__)
 
+_HOST_V6_FLAGS: Final = rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6
+"""Cleared in every record: the store writes IPv4 born and store hosts (4-byte addresses)."""
 _TOPIC_LENGTH_ERROR: Final = f"topic must be 1..{rec.MAX_TOPIC_BYTES} bytes"
 INDEX_BATCH: Final = 512
 """Records with index keys appended before their keys are put into the index in one go."""
@@ -349,15 +351,10 @@ class MessageStore(StoreReads):
         topic_length = len(topic_bytes)
         for body, properties, flag in messages:
             if len(body) > max_body:
-                return PutResult(
-                    PutStatus.MESSAGE_ILLEGAL, error=f"message body of {len(body)} bytes is over {max_body}"
-                )
+                return _body_too_large(len(body), max_body)
             props = properties.encode()
             if len(props) > rec.MAX_PROPERTIES_BYTES:
-                return PutResult(
-                    PutStatus.PROPERTIES_SIZE_EXCEEDED,
-                    error=f"properties of {len(props)} bytes are over {rec.MAX_PROPERTIES_BYTES}",
-                )
+                return _properties_too_large(len(props))
             encoded.append((body, props, flag))
             total += 91 + len(body) + topic_length + len(props)
         born_address = _born_address(born_host[0])
@@ -402,16 +399,10 @@ class MessageStore(StoreReads):
         if refusal is not None:
             return refusal
         if len(body) > self.config.max_message_size:
-            return PutResult(
-                PutStatus.MESSAGE_ILLEGAL,
-                error=f"message body of {len(body)} bytes is over {self.config.max_message_size}",
-            )
+            return _body_too_large(len(body), self.config.max_message_size)
         props = properties.encode()
         if len(props) > rec.MAX_PROPERTIES_BYTES:
-            return PutResult(
-                PutStatus.PROPERTIES_SIZE_EXCEEDED,
-                error=f"properties of {len(props)} bytes are over {rec.MAX_PROPERTIES_BYTES}",
-            )
+            return _properties_too_large(len(props))
         born_address = _born_address(born_host[0])
         message = (body, props, flag)
         try:
@@ -458,19 +449,19 @@ class MessageStore(StoreReads):
         total = 0
         for index, (topic, _, body, properties, _, _, _, _) in enumerate(messages):
             topic_bytes = _topic_bytes(topic)
-            props = properties.encode()
             if not topic_bytes or len(topic_bytes) > rec.MAX_TOPIC_BYTES:  # the store was checked just above
                 results[index] = PutResult(PutStatus.MESSAGE_ILLEGAL, error=_TOPIC_LENGTH_ERROR)
-            elif len(body) > max_body:
-                error = f"message body of {len(body)} bytes is over {max_body}"
-                results[index] = PutResult(PutStatus.MESSAGE_ILLEGAL, error=error)
-            elif len(props) > rec.MAX_PROPERTIES_BYTES:
-                error = f"properties of {len(props)} bytes are over {rec.MAX_PROPERTIES_BYTES}"
-                results[index] = PutResult(PutStatus.PROPERTIES_SIZE_EXCEEDED, error=error)
-            else:
-                size = 91 + len(body) + len(topic_bytes) + len(props)
-                accepted.append((index, topic_bytes, props, size))
-                total += size
+                continue
+            if len(body) > max_body:
+                results[index] = _body_too_large(len(body), max_body)
+                continue
+            props = properties.encode()
+            if len(props) > rec.MAX_PROPERTIES_BYTES:
+                results[index] = _properties_too_large(len(props))
+                continue
+            size = 91 + len(body) + len(topic_bytes) + len(props)
+            accepted.append((index, topic_bytes, props, size))
+            total += size
         if accepted:
             try:
                 with self._lock:
@@ -542,8 +533,8 @@ class MessageStore(StoreReads):
         offset = start
         for (index, topic_bytes, props, size), queue_offset in zip(accepted, queue_offsets, strict=True):
             topic, queue_id, body, properties, flag, sys_flag, born_timestamp, reconsume_times = messages[index]
-            common = (
-                sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
+            common = (  # _head_common's tuple, built here: one call and one clock read less per message
+                sys_flag & ~_HOST_V6_FLAGS,
                 born_timestamp,
                 born_address,
                 born_port,
@@ -702,7 +693,7 @@ class MessageStore(StoreReads):
     ) -> HeadCommon:
         """The head fields every record of one append shares; called under the lock, as it reads the clock."""
         return (
-            sys_flag & ~(rec.SYSFLAG_BORNHOST_V6 | rec.SYSFLAG_STOREHOST_V6),
+            sys_flag & ~_HOST_V6_FLAGS,
             born_timestamp,
             born_address,
             born_port,
@@ -1052,6 +1043,16 @@ def _born_address(ip: str) -> bytes:
 
 
 _index_prefix_crc = functools.lru_cache(maxsize=65536)(index_prefix_crc)
+
+
+def _body_too_large(length: int, max_body: int) -> PutResult:
+    return PutResult(PutStatus.MESSAGE_ILLEGAL, error=f"message body of {length} bytes is over {max_body}")
+
+
+def _properties_too_large(length: int) -> PutResult:
+    return PutResult(
+        PutStatus.PROPERTIES_SIZE_EXCEEDED, error=f"properties of {length} bytes are over {rec.MAX_PROPERTIES_BYTES}"
+    )
 
 
 def _with_status(result: PutResult, status: PutStatus) -> PutResult:

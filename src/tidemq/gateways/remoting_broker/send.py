@@ -177,7 +177,7 @@ def handle_sends(
     answer every one. The appends happen in the requests' order, as :func:`handle_send` one after the other
     would do them; the passes keep each step's code hot in the CPU's caches (about a sixth of the broker's CPU
     per sync send, ``bench/broker_read_bench.py``). Consecutive single sends are stored by one store call
-    (:func:`_append_singles`), which took another sixth off; a batch send between them is stored alone, in its
+    (:func:`_store`), which took another sixth off; a batch send between them is stored alone, in its
     place. A request that fails gets its exception in its place: a
     :class:`~tidemq.gateways.remoting_broker.common.BadRequest` its answer, as :meth:`BrokerGateway.handle`
     words it. A store call that raises (refusals are results, so this is a bug) fails every send it held."""
@@ -197,48 +197,45 @@ def handle_sends(
         else:
             ready.append((len(results), request, prepared))
             results.append(None)  # its answer, after the append pass
-    appended: list[tuple[int, RemotingCommand, PreparedSend, PutResult | Exception]] = []
-    singles: list[tuple[int, RemotingCommand, PreparedSend]] = []
-    for item in ready:
-        if not item[2].is_batch:
-            singles.append(item)
-            continue
-        _append_singles(gateway, channel, singles, appended)  # the singles before it, then the batch
-        singles = []
-        index, request, prepared = item
-        try:
-            appended.append((index, request, prepared, append_send(gateway, channel, request, prepared)))
-        except Exception as exc:  # noqa: BLE001  # passed on, as above
-            appended.append((index, request, prepared, exc))
-    _append_singles(gateway, channel, singles, appended)
-    for index, request, prepared, result in appended:
-        if isinstance(result, Exception):
-            results[index] = result
+    for (index, request, prepared), stored in zip(ready, _store(gateway, channel, ready), strict=True):
+        if isinstance(stored, Exception):
+            results[index] = stored
             continue
         try:
-            results[index] = finish_send(gateway, request, prepared, result)
+            results[index] = finish_send(gateway, request, prepared, stored)
         except Exception as exc:  # noqa: BLE001  # passed on, as above
             results[index] = exc
     return results
 
 
-def _append_singles(
-    gateway: BrokerGateway,
-    channel: RemotingChannel,
-    singles: list[tuple[int, RemotingCommand, PreparedSend]],
-    appended: list[tuple[int, RemotingCommand, PreparedSend, PutResult | Exception]],
-) -> None:
-    """Store a run of single sends in one store call (:meth:`~tidemq.store.message_store.MessageStore.append_singles`),
-    adding each send's result, or the call's exception, to ``appended``."""
-    if not singles:
-        return
-    if len(singles) == 1:
-        index, request, prepared = singles[0]
+def _store(
+    gateway: BrokerGateway, channel: RemotingChannel, ready: list[tuple[int, RemotingCommand, PreparedSend]]
+) -> list[PutResult | Exception]:
+    """Each prepared send's put result, or the exception storing it raised, in order: consecutive single sends
+    in one store call (:meth:`~tidemq.store.message_store.MessageStore.append_singles`), a batch send alone, in
+    its place."""
+    stored: list[PutResult | Exception] = []
+    singles: list[tuple[RemotingCommand, PreparedSend]] = []
+    for _, request, prepared in ready:
+        if not prepared.is_batch:
+            singles.append((request, prepared))
+            continue
+        stored.extend(_store_singles(gateway, channel, singles))  # the singles before it, then the batch
+        singles = []
         try:
-            appended.append((index, request, prepared, append_send(gateway, channel, request, prepared)))
+            stored.append(append_send(gateway, channel, request, prepared))
         except Exception as exc:  # noqa: BLE001  # passed on: the transport logs and answers it
-            appended.append((index, request, prepared, exc))
-        return
+            stored.append(exc)
+    stored.extend(_store_singles(gateway, channel, singles))
+    return stored
+
+
+def _store_singles(
+    gateway: BrokerGateway, channel: RemotingChannel, singles: list[tuple[RemotingCommand, PreparedSend]]
+) -> Sequence[PutResult | Exception]:
+    """The put results of single sends stored by one store call; the call's exception for each, if it raised."""
+    if not singles:
+        return ()
     messages = [
         (
             prepared.topic,
@@ -250,16 +247,12 @@ def _append_singles(
             prepared.born_timestamp,
             prepared.reconsume_times,
         )
-        for _, request, prepared in singles
+        for request, prepared in singles
     ]
     try:
-        results: Sequence[PutResult | Exception] = gateway.broker.store.append_singles(
-            messages, gateway.host_of(channel)
-        )
-    except Exception as exc:  # noqa: BLE001  # every send of the run fails with it, as one store call
-        results = [exc] * len(singles)
-    for (index, request, prepared), result in zip(singles, results, strict=True):
-        appended.append((index, request, prepared, result))
+        return gateway.broker.store.append_singles(messages, gateway.host_of(channel))
+    except Exception as exc:  # noqa: BLE001  # every send of the call fails with it
+        return [exc] * len(singles)
 
 
 def prepare_send(
