@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, NamedTuple
 
+import orjson
+
 from tidemq.broker.schedule import PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC
 from tidemq.broker.timer import MAX_DELAY_MS, deliver_time_of
 from tidemq.broker.topics import DLQ_GROUP_TOPIC_PREFIX, PERM_READ, PERM_WRITE, RETRY_GROUP_TOPIC_PREFIX
@@ -62,7 +64,8 @@ _STATUS_CODES: Final = {
 _SEND_FIELDS_JSON: Final = (
     '{"msgId":"%s","queueId":"%d","queueOffset":"%d","MSG_REGION":"DefaultRegion","TRACE_ON":"true"}'
 )
-"""A send's answer fields, as :func:`_response` builds them for the general encoder."""
+"""A send's answer fields, written once for both of :func:`_response`'s ways: formatted into the frame, or
+parsed for the general encoder (a transaction's half, a ROCKETMQ-serialized request)."""
 
 
 class SendKeys(NamedTuple):
@@ -457,16 +460,11 @@ def _response(
     host, port = gateway.store_host
     offsets = result.physical_offsets
     msg_id = rec.offset_msg_id(host, port, offsets[0]) if len(offsets) == 1 else rec.offset_msg_ids(host, port, offsets)
+    fields_json = _SEND_FIELDS_JSON % (msg_id, queue_id, result.queue_offset)
     if not transaction_id and request.serialize_type == SerializeType.JSON:
         # Every value is hex or a number: no escaping, so the frame is formatted directly.
-        return plain_response_frame(code, request.opaque, _SEND_FIELDS_JSON % (msg_id, queue_id, result.queue_offset))
-    fields = {
-        "msgId": msg_id,
-        "queueId": str(queue_id),
-        "queueOffset": str(result.queue_offset),
-        "MSG_REGION": "DefaultRegion",
-        "TRACE_ON": "true",
-    }
+        return plain_response_frame(code, request.opaque, fields_json)
+    fields: dict[str, str] = orjson.loads(fields_json)
     if transaction_id:
         fields["transactionId"] = transaction_id
     # Built directly: make_response would copy the fields just made.
